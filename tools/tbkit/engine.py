@@ -1,0 +1,354 @@
+"""The embedded engine: a Tinybird project built and run in-process on chDB.
+
+An `Engine` is one chDB instance over one data directory (chDB holds a single data path per process).
+A `Workspace` is one database inside it, holding a project's datasources, quarantine datasources and
+materialized views. Each thread borrows its own chDB connection from a pool, so a slow query never
+blocks another request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import re
+import shutil
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import chdb
+
+from . import ddl, ingest, query, tinybird_adapter
+from .errors import (
+    IngestError,
+    NotFoundError,
+    ParameterError,
+    ProjectError,
+    QueryError,
+    QueryTimeoutError,
+    TbkitError,
+)
+from .project import Project
+
+_CLICKHOUSE_ERROR = re.compile(r"Code: (\d+)\. DB::Exception: (.*?)(?: \(([A-Z_]+)\))?(?:\.|$)", re.S)
+_TIMEOUT_CODES = {159, 394}  # TIMEOUT_EXCEEDED, QUERY_WAS_CANCELLED
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_SQL_FORMATS = {"JSON", "JSONCompact", "JSONEachRow", "CSV", "CSVWithNames", "TSV", "TSVWithNames", "Parquet"}
+_FORMATS = {"json": "JSON", "csv": "CSVWithNames", "ndjson": "JSONEachRow", "parquet": "Parquet"}
+# Session settings of every connection: answers in UTC with 64-bit integers as JSON numbers, as Tinybird.
+_SESSION = (
+    "SET session_timezone = 'UTC'",
+    "SET output_format_json_quote_64bit_integers = 0",
+    "SET output_format_json_quote_denormals = 0",
+    "SET insert_null_as_default = 1",
+)
+
+
+def clickhouse_message(error: Exception) -> tuple[int | None, str]:
+    """The ClickHouse error code and message of a chDB exception, without the stack trace."""
+    text = str(error)
+    match = _CLICKHOUSE_ERROR.search(text)
+    if not match:
+        return None, text.strip().splitlines()[0] if text.strip() else repr(error)
+    message = match.group(2).split("\nStack trace")[0].strip()
+    return int(match.group(1)), message
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """What an append did: rows stored in the datasource and rows sent to its quarantine."""
+
+    datasource: str
+    successful_rows: int
+    quarantined_rows: int
+    import_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The Events API response body."""
+        return {"successful_rows": self.successful_rows, "quarantined_rows": self.quarantined_rows}
+
+
+class Engine:
+    """One chDB instance over a data directory, shared by every workspace of this process."""
+
+    _open: ClassVar[dict[str, Engine]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, path: Path, owns_path: bool, query_timeout: float | None):
+        self.path = path
+        self._owns_path = owns_path
+        self.query_timeout = query_timeout
+        # Read connections are read-only (readonly = 2) and carry the query time limit; write connections
+        # build and append without a time limit.
+        self._pools: dict[bool, queue.LifoQueue] = {False: queue.LifoQueue(), True: queue.LifoQueue()}
+        self._all: list[Any] = []
+        self._pool_lock = threading.Lock()
+        self.tmp_dir = path / "tmp"
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self._closed = False
+
+    @classmethod
+    def open(cls, path: str | Path | None = None, query_timeout: float | None = None) -> Engine:
+        """The engine over `path` (a new temporary directory when None); one data path per process."""
+        with cls._lock:
+            if path is None:
+                engine = cls(Path(tempfile.mkdtemp(prefix="tbkit-")), owns_path=True, query_timeout=query_timeout)
+            else:
+                resolved = Path(path).resolve()
+                key = str(resolved)
+                if key in cls._open:
+                    return cls._open[key]
+                resolved.mkdir(parents=True, exist_ok=True)
+                engine = cls(resolved, owns_path=False, query_timeout=query_timeout)
+            for other in cls._open.values():
+                raise TbkitError(
+                    f"the embedded engine already runs on {other.path} in this process; chDB holds one data "
+                    f"directory per process, so close it before opening {engine.path}"
+                )
+            cls._open[str(engine.path)] = engine
+            engine._pools[False].put(engine._connect(readonly=False))  # fail now, not on the first request
+            return engine
+
+    def _connect(self, readonly: bool) -> Any:
+        conn = chdb.connect(str(self.path / "chdb"))
+        for statement in _SESSION:
+            conn.query(statement)
+        if readonly and self.query_timeout:
+            conn.query(f"SET max_execution_time = {float(self.query_timeout)}")
+            conn.query("SET timeout_before_checking_execution_speed = 0")
+        if readonly:
+            conn.query("SET readonly = 2")
+        with self._pool_lock:
+            self._all.append(conn)
+        return conn
+
+    @contextlib.contextmanager
+    def connection(self, readonly: bool = False) -> Iterator[Any]:
+        """Borrow a connection for one operation: read-only (time-limited) or read-write."""
+        if self._closed:
+            raise TbkitError("the embedded engine is closed")
+        pool = self._pools[readonly]
+        try:
+            conn = pool.get_nowait()
+        except queue.Empty:
+            conn = self._connect(readonly)
+        try:
+            yield conn
+        finally:
+            pool.put(conn)
+
+    def execute(self, sql: str, fmt: str = "TSV", readonly: bool = False) -> Any:
+        """Run one statement; ClickHouse errors become QueryError (or QueryTimeoutError)."""
+        with self.connection(readonly) as conn:
+            try:
+                return conn.query(sql, fmt)
+            except Exception as e:
+                code, message = clickhouse_message(e)
+                if code in _TIMEOUT_CODES:
+                    raise QueryTimeoutError(
+                        f"[Error] the query took longer than the {self.query_timeout:g} s limit and was cancelled"
+                    ) from None
+                raise QueryError(f"[Error] {message}") from None
+
+    def scalar(self, sql: str) -> str:
+        """The first value of the first row of a query, as text."""
+        return self.execute(sql, "TSV").bytes().decode().split("\n", 1)[0].split("\t")[0]
+
+    def workspace(self, name: str, project: Project) -> Workspace:
+        """The workspace called `name` (a database), serving `project`."""
+        return Workspace(self, name, project)
+
+    def workspaces(self) -> list[str]:
+        """Names of the workspaces (databases) in this engine."""
+        text = self.execute(
+            "SELECT name FROM system.databases WHERE engine = 'Atomic' "
+            "AND name NOT IN ('system', 'default', 'information_schema', 'INFORMATION_SCHEMA') ORDER BY name"
+        )
+        return [line for line in text.bytes().decode().splitlines() if line]
+
+    def close(self) -> None:
+        """Close every connection; remove the data directory when the engine made it."""
+        with Engine._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for conn in self._all:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            Engine._open.pop(str(self.path), None)
+        if self._owns_path:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+
+class Workspace:
+    """A project built into one database of the engine: append to datasources, query endpoints."""
+
+    def __init__(self, engine: Engine, name: str, project: Project):
+        if not _NAME.match(name):
+            raise ParameterError(f"invalid workspace name '{name}': use letters, digits and _ (max 64)")
+        self.engine = engine
+        self.name = name
+        self.project = project
+
+    def _table(self, name: str) -> str:
+        return ddl.table_name(self.name, name)
+
+    # -- building -------------------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        """True when the workspace's database exists."""
+        return self.engine.scalar(f"SELECT count() FROM system.databases WHERE name = {ingest.quote(self.name)}") == "1"
+
+    def build(self) -> None:
+        """Create the tables and materialized views; keep existing data, refuse incompatible schemas."""
+        self.engine.execute(f"CREATE DATABASE IF NOT EXISTS {ingest.identifier(self.name)}")
+        existing = self._existing_columns()
+        for datasource in self.project.datasources.values():
+            if datasource.name in existing:
+                self._check_columns(datasource, existing[datasource.name])
+            self.engine.execute(ddl.create_table(self.name, datasource))
+            self.engine.execute(ddl.create_quarantine_table(self.name, datasource))
+        for pipe in self.project.materializations.values():
+            self.engine.execute(f"DROP VIEW IF EXISTS {self._table(ddl.view_name(pipe))}")
+            try:
+                self.engine.execute(ddl.create_materialized_view(self.name, self.project, pipe))
+            except QueryError as e:
+                raise ProjectError(str(e), path=str(pipe.path), line=pipe.output_node.line) from None
+
+    def _existing_columns(self) -> dict[str, list[tuple[str, str]]]:
+        text = self.engine.execute(
+            f"SELECT table, name, type FROM system.columns WHERE database = {ingest.quote(self.name)} "
+            "ORDER BY table, position"
+        )
+        tables: dict[str, list[tuple[str, str]]] = {}
+        for line in text.bytes().decode().splitlines():
+            table, name, column_type = line.split("\t")
+            tables.setdefault(table, []).append((name, column_type))
+        return tables
+
+    def _check_columns(self, datasource: Any, actual: list[tuple[str, str]]) -> None:
+        expected = [(c.name, c.full_type) for c in datasource.columns]
+        normalized = [(name, column_type.replace(", ", ",")) for name, column_type in actual]
+        if normalized != [(name, column_type.replace(", ", ",")) for name, column_type in expected]:
+            raise ProjectError(
+                f"workspace '{self.name}' already holds datasource '{datasource.name}' with columns "
+                f"{', '.join(f'{n} {t}' for n, t in actual)}, but the datafile declares "
+                f"{', '.join(f'{n} {t}' for n, t in expected)}. Data is never dropped implicitly: use a new "
+                "data directory or workspace, or truncate and rebuild it deliberately",
+                path=str(datasource.path),
+            )
+
+    def drop(self) -> None:
+        """Delete the workspace and all its data."""
+        self.engine.execute(f"DROP DATABASE IF EXISTS {ingest.identifier(self.name)} SYNC")
+
+    def truncate(self, datasource: str | None = None) -> None:
+        """Empty one datasource (and its quarantine), or every datasource when None."""
+        names = [datasource] if datasource else list(self.project.datasources)
+        for name in names:
+            self.project.datasource(name)
+            self.engine.execute(f"TRUNCATE TABLE IF EXISTS {self._table(name)}")
+            self.engine.execute(f"TRUNCATE TABLE IF EXISTS {self._table(name + ingest.QUARANTINE_SUFFIX)}")
+
+    # -- appending ------------------------------------------------------------------------------------
+
+    def append(self, datasource: str, source: bytes | str | Path, import_id: str | None = None) -> AppendResult:
+        """Append NDJSON (bytes, or a file path) to a datasource; rows that do not fit go to quarantine."""
+        target = self.project.datasource(datasource)
+        import_id = import_id or uuid.uuid4().hex
+        if isinstance(source, bytes | bytearray | memoryview):
+            path = self.engine.tmp_dir / f"{import_id}.ndjson"
+            path.write_bytes(source)
+            cleanup = path
+        else:
+            path = Path(source).resolve()
+            if not path.is_file():
+                raise IngestError(f"file not found: {source}")
+            cleanup = None
+        try:
+            return self._append_file(target, path, import_id)
+        finally:
+            if cleanup is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(cleanup)
+
+    def _append_file(self, target: Any, path: Path, import_id: str) -> AppendResult:
+        stage = self._table(f"__stage_{import_id}")
+        source = f"file({ingest.quote(str(path))}, 'LineAsString', 'raw String')"
+        self.engine.execute(f"CREATE TABLE {stage} ({ingest.staging_columns(target)}) ENGINE = Memory")
+        try:
+            self.engine.execute(f"INSERT INTO {stage} {ingest.staging_select(target, source)}")
+            counts = self.engine.scalar(
+                f"SELECT concat(toString(countIf(empty(c__errors))), ',', toString(countIf(notEmpty(c__errors)))) "
+                f"FROM {stage}"
+            )
+            successful, quarantined = (int(n) for n in counts.split(","))
+            if successful:
+                self.engine.execute(ingest.insert_accepted(target, self._table(target.name), stage))
+            if quarantined:
+                quarantine = self._table(target.name + ingest.QUARANTINE_SUFFIX)
+                self.engine.execute(ingest.insert_quarantined(target, quarantine, stage, import_id))
+        finally:
+            self.engine.execute(f"DROP TABLE IF EXISTS {stage}")
+        return AppendResult(target.name, successful, quarantined, import_id)
+
+    def row_count(self, datasource: str) -> int:
+        """Rows currently stored in a datasource (or `<name>_quarantine`)."""
+        base = datasource.removesuffix(ingest.QUARANTINE_SUFFIX)
+        self.project.datasource(base)
+        return int(self.engine.scalar(f"SELECT count() FROM {self._table(datasource)}"))
+
+    # -- querying -------------------------------------------------------------------------------------
+
+    def endpoint_sql(self, name: str, params: dict[str, Any]) -> str:
+        """The SELECT that answers endpoint `name` for `params`."""
+        pipe = self.project.endpoint(name)
+        return query.render_pipe(self.project, pipe, params, self.name)
+
+    def query_endpoint(self, name: str, params: dict[str, Any], fmt: str = "json") -> bytes:
+        """Run an endpoint and return the response body in Tinybird's format (json, csv, ndjson)."""
+        if fmt not in _FORMATS:
+            raise NotFoundError(f"unknown format '.{fmt}': use one of {', '.join('.' + f for f in _FORMATS)}")
+        sql = self.endpoint_sql(name, params)
+        return self.engine.execute(sql, _FORMATS[fmt], readonly=True).bytes()
+
+    def endpoint(self, name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run an endpoint and return Tinybird's JSON response as a dict (meta, data, rows, statistics)."""
+        return json.loads(self.query_endpoint(name, params or {}, "json"))
+
+    def sql(self, text: str, params: dict[str, Any] | None = None, fmt: str = "JSON") -> bytes:
+        """Run a read-only query over the workspace's datasources and endpoints (the Query API)."""
+        statement = text.strip().rstrip(";").strip()
+        match = re.search(r"\bFORMAT\s+(\w+)\s*$", statement, re.I)
+        if match:
+            fmt = match.group(1)
+            statement = statement[: match.start()].rstrip()
+        if fmt not in _SQL_FORMATS:
+            raise ParameterError(f"[Error] unsupported format '{fmt}': use one of {', '.join(sorted(_SQL_FORMATS))}")
+        if not re.match(r"^\s*(\(\s*)*(SELECT|WITH)\b", statement, re.I):
+            raise ParameterError("[Error] only SELECT queries are allowed in the Query API")
+        replacements = query.table_replacements(self.project, self.name)
+        try:
+            tables = tinybird_adapter.used_tables_with_database(statement)
+        except Exception as e:
+            raise QueryError(f"[Error] {tinybird_adapter.format_sql_error(e)}") from None
+        for database, table in tables:
+            if database or (table not in replacements and table not in self.project.endpoints):
+                known = f"{database}.{table}" if database else table
+                raise NotFoundError(f"[Error] Resource '{known}' not found")
+        for name, pipe in self.project.endpoints.items():
+            if any(table == name for _, table in tables):
+                replacements[name] = ("", f"({query.render_pipe(self.project, pipe, params or {}, self.name)})")
+        try:
+            statement = tinybird_adapter.replace_tables(statement, replacements, check_functions=True)
+        except Exception as e:
+            raise QueryError(f"[Error] {tinybird_adapter.format_sql_error(e)}") from None
+        if re.search(r"\bINTO\s+OUTFILE\b", re.sub(r"'(?:[^'\\]|\\.)*'", "''", statement), re.I):
+            raise ParameterError("[Error] INTO OUTFILE is not allowed in the Query API")
+        return self.engine.execute(statement, fmt, readonly=True).bytes()

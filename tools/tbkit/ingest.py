@@ -1,0 +1,195 @@
+"""The SQL that appends NDJSON to a datasource through its JSON paths, with Tinybird's quarantine.
+
+Rows are read one line at a time (`LineAsString`), so one bad line never aborts the others, and every
+column is extracted as `Nullable(T)` through its JSON path. A row goes to `<datasource>_quarantine` when
+the line is not a JSON object, a required column (no DEFAULT, not Nullable) is missing or null, or a
+value does not fit its column's type. A missing or null value in a column with a DEFAULT takes the
+default (ClickHouse's `insert_null_as_default`).
+
+The quarantine datasource has Tinybird's columns (`c__error_column`, `c__error`, `c__import_id`,
+`insertion_date`) and every original column as `Nullable(String)` holding the value as sent. tbkit adds
+`c__line`, the original line, so a row that is not even JSON is kept verbatim.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .project import Column, Datasource
+
+QUARANTINE_SUFFIX = "_quarantine"
+MAX_DATETIME = "2106-02-07 06:28:15"
+_INTEGER = re.compile(r"^U?Int(8|16|32|64|128|256)$")
+_FLOAT = re.compile(r"^(Float32|Float64|BFloat16)$")
+_DATETIME = re.compile(r"^(DateTime|DateTime64)\b")
+_DATE = re.compile(r"^(Date|Date32)$")
+_STRING = re.compile(r"^(String|FixedString\(\d+\))$")
+_COMPOSITE = re.compile(r"^(Array|Map|Tuple|JSON|Nested)\b")
+
+
+def quote(value: str) -> str:
+    """A ClickHouse string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def identifier(name: str) -> str:
+    """A ClickHouse identifier in backquotes."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def base_type(column_type: str) -> str:
+    """The type without LowCardinality() and Nullable() wrappers."""
+    inner = column_type.strip()
+    for wrapper in ("LowCardinality(", "Nullable("):
+        if inner.startswith(wrapper) and inner.endswith(")"):
+            inner = inner[len(wrapper) : -1].strip()
+    if inner.startswith("Nullable(") and inner.endswith(")"):
+        inner = inner[len("Nullable(") : -1].strip()
+    return inner
+
+
+def jsonpath_arguments(jsonpath: str) -> list[str]:
+    """Translate a Tinybird JSON path (`$.a.b`, `$.a[0]`, `$.['a b']`, `$.a[:]`) to JSONExtract keys."""
+    path = jsonpath.strip()
+    if not path.startswith("$"):
+        raise ValueError(f"JSON path '{jsonpath}' must start with '$'")
+    path = path[1:]
+    if path.endswith("[:]"):
+        path = path[:-3]
+    arguments: list[str] = []
+    for match in re.finditer(r"\.?\[\s*'((?:[^'\\]|\\.)*)'\s*\]|\.?\[\s*(\d+)\s*\]|\.([^.\[]+)", path):
+        quoted, index, plain = match.groups()
+        if quoted is not None:
+            arguments.append(quote(quoted))
+        elif index is not None:
+            arguments.append(str(int(index) + 1))
+        else:
+            arguments.append(quote(plain))
+    return arguments
+
+
+def _cast(text: str, kind: str, column_type: str) -> str:
+    """A Nullable expression: the value converted to the column's type, NULL when it does not fit."""
+    base = base_type(column_type)
+    if _STRING.match(base):
+        return f"if({kind} IN ('String', 'Int64', 'UInt64', 'Double', 'Bool'), {text}, NULL)"
+    if _INTEGER.match(base) or base.startswith("Decimal") or base == "Bool":
+        allowed = "'Int64', 'UInt64', 'Double', 'String', 'Bool'" if base == "Bool" else "'Int64', 'UInt64', 'Double', 'String'"
+        return f"if({kind} IN ({allowed}), accurateCastOrNull({text}, {quote(base)}), NULL)"
+    if _FLOAT.match(base):
+        value = f"accurateCastOrNull({text}, {quote(base)})"
+        return f"if({kind} IN ('Int64', 'UInt64', 'Double', 'String') AND isFinite(assumeNotNull({value})), {value}, NULL)"
+    if _DATETIME.match(base) or _DATE.match(base):
+        wide = f"accurateCastOrNull({text}, 'DateTime64(3)')"
+        upper = f"toDateTime64('{MAX_DATETIME}', 3)" if base.startswith("DateTime") else "toDateTime64('2149-06-06 00:00:00', 3)"
+        if base in ("Date32",) or base.startswith("DateTime64"):
+            upper = "toDateTime64('2299-12-31 23:59:59', 3)"
+        lower = "toDateTime64('1970-01-01 00:00:00', 3)" if base in ("Date", "DateTime") else "toDateTime64('1900-01-01 00:00:00', 3)"
+        in_range = f"{wide} BETWEEN {lower} AND {upper}"
+        return f"if({kind} IN ('String', 'Int64', 'UInt64') AND {in_range}, accurateCastOrNull({text}, {quote(base)}), NULL)"
+    return f"accurateCastOrNull({text}, {quote(base)})"
+
+
+def _composite(arguments: str, kind: str, column_type: str) -> str:
+    base = base_type(column_type)
+    expected = "'Object'" if base.startswith(("Map", "JSON", "Tuple")) else "'Array'"
+    return f"if({kind} = {expected}, JSONExtract(line{arguments}, {quote(base)}), NULL)"
+
+
+def _column_parts(index: int, column: Column) -> tuple[list[str], str, str, str]:
+    """(helper expressions, value, original text, error) for one column of a datasource."""
+    arguments = "".join(", " + a for a in jsonpath_arguments(column.jsonpath or f"$.{column.name}"))
+    kind, text, value = f"k{index}", f"t{index}", f"v{index}"
+    helpers = [
+        f"JSONType(line{arguments}) AS {kind}",
+        f"if({kind} = 'String', JSONExtractString(line{arguments}), JSONExtractRaw(line{arguments})) AS {text}",
+    ]
+    if _COMPOSITE.match(base_type(column.type)):
+        helpers.append(f"{_composite(arguments, kind, column.type)} AS {value}")
+    else:
+        helpers.append(f"{_cast(text, kind, column.type)} AS {value}")
+    missing_message = quote(f"missing value for column '{column.name}' ({column.type})")
+    opening = quote("value '")
+    closing = quote(f"' on column '{column.name}' is not {column.type}")
+    bad_message = f"concat({opening}, substring({text}, 1, 200), {closing})"
+    missing = f"{kind} = 'Null'"
+    if column.required:
+        error = f"multiIf({missing}, {missing_message}, {value} IS NULL, {bad_message}, '')"
+    else:
+        error = f"if(NOT {missing} AND {value} IS NULL, {bad_message}, '')"
+    original = f"if({kind} = 'Null' AND {text} = '', NULL, {text})"
+    return helpers, value, original, error
+
+
+def staging_select(datasource: Datasource, source: str) -> str:
+    """SELECT every non-blank line of `source` with its typed values, original texts and errors."""
+    helpers: list[str] = []
+    outputs: list[str] = []
+    errors: list[str] = []
+    for index, column in enumerate(datasource.columns):
+        column_helpers, value, original, error = _column_parts(index, column)
+        helpers.extend(column_helpers)
+        outputs.append(f"{value} AS {identifier('v__' + column.name)}")
+        outputs.append(f"{original} AS {identifier('o__' + column.name)}")
+        errors.append(f"({quote(column.name)}, {error})")
+    error_pairs = f"arrayFilter(x -> x.2 != '', [{', '.join(errors)}])"
+    return f"""
+SELECT
+    line AS c__line,
+    if(is_object, {error_pairs}, [('', 'the line is not a valid JSON object')]) AS c__errors,
+    {', '.join(outputs)}
+FROM (
+    SELECT
+        line,
+        isValidJSON(line) AND JSONType(line) = 'Object' AS is_object,
+        {', '.join(helpers)}
+    FROM (
+        SELECT replaceRegexpOne(raw, '\\r$', '') AS line
+        FROM {source}
+        WHERE NOT match(raw, '^\\\\s*$')
+    )
+)
+"""
+
+
+def staging_columns(datasource: Datasource) -> str:
+    """The column list of the staging table that `staging_select` fills."""
+    columns = ["c__line String", "c__errors Array(Tuple(String, String))"]
+    for column in datasource.columns:
+        value_type = base_type(column.type)
+        if not _COMPOSITE.match(value_type):
+            value_type = f"Nullable({value_type})"
+        columns.append(f"{identifier('v__' + column.name)} {value_type}")
+        columns.append(f"{identifier('o__' + column.name)} Nullable(String)")
+    return ", ".join(columns)
+
+
+def insert_accepted(datasource: Datasource, target: str, stage: str) -> str:
+    """INSERT the rows of the staging table without errors into the datasource."""
+    names = ", ".join(identifier(c.name) for c in datasource.columns)
+    values = ", ".join(identifier("v__" + c.name) for c in datasource.columns)
+    return f"INSERT INTO {target} ({names}) SELECT {values} FROM {stage} WHERE empty(c__errors)"
+
+
+def insert_quarantined(datasource: Datasource, target: str, stage: str, import_id: str) -> str:
+    """INSERT the rows of the staging table with errors into the quarantine datasource."""
+    names = ", ".join(identifier(c.name) for c in datasource.columns)
+    originals = ", ".join(identifier("o__" + c.name) for c in datasource.columns)
+    return (
+        f"INSERT INTO {target} (c__error_column, c__error, c__import_id, insertion_date, c__line, {names}) "
+        f"SELECT arrayFilter(x -> x != '', arrayMap(x -> x.1, c__errors)), arrayMap(x -> x.2, c__errors), "
+        f"{quote(import_id)}, now(), c__line, {originals} FROM {stage} WHERE notEmpty(c__errors)"
+    )
+
+
+def quarantine_columns(datasource: Datasource) -> str:
+    """The columns of `<datasource>_quarantine`."""
+    columns = [
+        "`c__error_column` Array(String)",
+        "`c__error` Array(String)",
+        "`c__import_id` Nullable(String)",
+        "`insertion_date` DateTime",
+        "`c__line` String",
+    ]
+    columns.extend(f"{identifier(c.name)} Nullable(String)" for c in datasource.columns)
+    return ", ".join(columns)

@@ -1,0 +1,57 @@
+"""Turn an endpoint request (a pipe and its query parameters) into one ClickHouse SELECT.
+
+Each node is rendered with Tinybird's template engine (so parameter types, defaults, quoting and
+`{{ error(...) }}` behave as in Tinybird), then the output node's references to earlier nodes become
+subqueries and references to datasources become qualified tables, with Tinybird's table rewriter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import ingest, tinybird_adapter
+from .errors import ParameterError, QueryError
+from .project import Pipe, Project
+
+# Query parameters that Tinybird's API consumes itself and never passes to the template.
+RESERVED_PARAMETERS = frozenset({"token", "q", "format", "pipeline", "debug", "from", "tag", "query_id"})
+
+
+def template_variables(params: dict[str, Any]) -> dict[str, Any]:
+    """The request parameters a template sees: reserved names dropped, empty values left out."""
+    return {key: value for key, value in params.items() if key not in RESERVED_PARAMETERS}
+
+
+def table_replacements(project: Project, database: str) -> dict[str, tuple[str, str]]:
+    """Every datasource and quarantine datasource name mapped to its qualified table."""
+    replacements = {}
+    for name in project.datasources:
+        replacements[name] = (database, name)
+        replacements[name + ingest.QUARANTINE_SUFFIX] = (database, name + ingest.QUARANTINE_SUFFIX)
+    return replacements
+
+
+def render_pipe(project: Project, pipe: Pipe, params: dict[str, Any], database: str, depth: int = 0) -> str:
+    """The SELECT that answers `pipe` for `params`, with every reference resolved."""
+    if depth > 8:
+        raise QueryError(f"pipe '{pipe.name}' reads other endpoints more than 8 levels deep")
+    variables = template_variables(params)
+    replacements = table_replacements(project, database)
+    output = pipe.output_node
+    sql = ""
+    for node in pipe.nodes:
+        sql = tinybird_adapter.render_template(node.template, variables, node.name) if node.is_template else node.sql
+        if not sql.strip():
+            raise ParameterError(f"node '{node.name}' of pipe '{pipe.name}' renders to an empty query")
+        if node is output:
+            break
+        replacements[node.name] = ("", f"({sql})")
+    for node in pipe.nodes:
+        for name in node.reads:
+            if name not in replacements and name in project.endpoints:
+                other = project.endpoints[name]
+                replacements[name] = ("", f"({render_pipe(project, other, params, database, depth + 1)})")
+    try:
+        return tinybird_adapter.replace_tables(sql, replacements)
+    except Exception as e:
+        raise QueryError(f"[Error] {tinybird_adapter.format_sql_error(e)}") from None
