@@ -92,4 +92,3 @@ def create_materialized_view(database: str, project: Project, pipe: Pipe) -> str
     view = table_name(database, view_name(pipe))
     target = table_name(database, output.datasource)
     return f"CREATE MATERIALIZED VIEW IF NOT EXISTS {view} TO {target}\nAS {select}"
-

@@ -9,6 +9,7 @@ blocks another request.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import queue
@@ -17,7 +18,7 @@ import shutil
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -36,7 +37,9 @@ from .errors import (
 )
 from .project import Project
 
-_CLICKHOUSE_ERROR = re.compile(r"Code: (\d+)\. DB::Exception: (.*?)(?: \(([A-Z_]+)\))?(?:\.|$)", re.S)
+_CLICKHOUSE_CODE = re.compile(r"Code: (\d+)\.")
+# Trailing "(ERROR_NAME) (version 26.9.2.1)" decorations of ClickHouse messages.
+_CLICKHOUSE_SUFFIX = re.compile(r"(\s*\((?:[A-Z_]+|version [^)]*)\)\.?)+\s*$")
 _TIMEOUT_CODES = {159, 394}  # TIMEOUT_EXCEEDED, QUERY_WAS_CANCELLED
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _SQL_FORMATS = {"JSON", "JSONCompact", "JSONEachRow", "CSV", "CSVWithNames", "TSV", "TSVWithNames", "Parquet"}
@@ -50,14 +53,53 @@ _SESSION = (
 )
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+# Appends larger than this are split into chunks of whole lines, so memory stays flat.
+CHUNK_BYTES = 64 * 1024 * 1024
+
+
+def _is_gzip(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(2) == GZIP_MAGIC
+
+
+def _split_bytes(data: bytes, size: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """Chunks of about `size` bytes of `data` that end at a line break."""
+    start = 0
+    while start < len(data):
+        cut = data.rfind(b"\n", start, start + size) + 1
+        end = len(data) if start + size >= len(data) or cut <= start else cut
+        yield data[start:end]
+        start = end
+
+
+def _split_lines(path: Path, gzipped: bool, size: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """Read a file (gzipped or not) in chunks of about `size` bytes that end at a line break."""
+    with gzip.open(path) if gzipped else path.open("rb") as stream:
+        rest = b""
+        while True:
+            block = stream.read(size)
+            if not block:
+                break
+            block = rest + block
+            cut = block.rfind(b"\n") + 1
+            if cut == 0:
+                rest = block
+                continue
+            rest = block[cut:]
+            yield block[:cut]
+        if rest:
+            yield rest
+
+
 def clickhouse_message(error: Exception) -> tuple[int | None, str]:
-    """The ClickHouse error code and message of a chDB exception, without the stack trace."""
-    text = str(error)
-    match = _CLICKHOUSE_ERROR.search(text)
-    if not match:
-        return None, text.strip().splitlines()[0] if text.strip() else repr(error)
-    message = match.group(2).split("\nStack trace")[0].strip()
-    return int(match.group(1)), message
+    """The ClickHouse error code and message of a chDB exception, without codes, names and versions."""
+    text = str(error).strip()
+    code = _CLICKHOUSE_CODE.search(text)
+    message = text.rsplit("DB::Exception: ", 1)[-1]
+    message = message.split("\nStack trace", 1)[0]
+    message = _CLICKHOUSE_SUFFIX.sub("", message).strip()
+    return (int(code.group(1)) if code else None), (message or text.splitlines()[0])
 
 
 @dataclass(frozen=True)
@@ -258,27 +300,50 @@ class Workspace:
 
     # -- appending ------------------------------------------------------------------------------------
 
-    def append(self, datasource: str, source: bytes | str | Path, import_id: str | None = None) -> AppendResult:
-        """Append NDJSON (bytes, or a file path) to a datasource; rows that do not fit go to quarantine."""
+    def append(
+        self,
+        datasource: str,
+        source: bytes | str | Path,
+        import_id: str | None = None,
+        on_progress: Callable[[int], object] | None = None,
+    ) -> AppendResult:
+        """Append NDJSON (bytes, or a file, gzipped or not) to a datasource; misfits go to quarantine.
+
+        Large inputs are appended in chunks of whole lines; `on_progress(n)` is told of every n bytes done.
+        """
         target = self.project.datasource(datasource)
         import_id = import_id or uuid.uuid4().hex
         if isinstance(source, bytes | bytearray | memoryview):
-            path = self.engine.tmp_dir / f"{import_id}.ndjson"
-            path.write_bytes(source)
-            cleanup = path
+            chunks: Iterator[bytes] | None = _split_bytes(bytes(source))
+            direct = None
         else:
             path = Path(source).resolve()
             if not path.is_file():
                 raise IngestError(f"file not found: {source}")
-            cleanup = None
-        try:
-            return self._append_file(target, path, import_id)
-        finally:
-            if cleanup is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(cleanup)
+            gzipped = _is_gzip(path)
+            small = path.stat().st_size <= CHUNK_BYTES and not gzipped
+            direct = path if small else None
+            chunks = None if small else _split_lines(path, gzipped)
+        successful = quarantined = 0
+        if direct is not None:
+            successful, quarantined = self._append_file(target, direct, import_id)
+            if on_progress:
+                on_progress(direct.stat().st_size)
+        else:
+            for number, chunk in enumerate(chunks or []):
+                chunk_path = self.engine.tmp_dir / f"{import_id}.{number}.ndjson"
+                chunk_path.write_bytes(chunk)
+                try:
+                    ok, bad = self._append_file(target, chunk_path, import_id)
+                finally:
+                    with contextlib.suppress(OSError):
+                        os.unlink(chunk_path)
+                successful, quarantined = successful + ok, quarantined + bad
+                if on_progress:
+                    on_progress(len(chunk))
+        return AppendResult(target.name, successful, quarantined, import_id)
 
-    def _append_file(self, target: Any, path: Path, import_id: str) -> AppendResult:
+    def _append_file(self, target: Any, path: Path, import_id: str) -> tuple[int, int]:
         stage = self._table(f"__stage_{import_id}")
         source = f"file({ingest.quote(str(path))}, 'LineAsString', 'raw String')"
         self.engine.execute(f"CREATE TABLE {stage} ({ingest.staging_columns(target)}) ENGINE = Memory")
@@ -296,7 +361,7 @@ class Workspace:
                 self.engine.execute(ingest.insert_quarantined(target, quarantine, stage, import_id))
         finally:
             self.engine.execute(f"DROP TABLE IF EXISTS {stage}")
-        return AppendResult(target.name, successful, quarantined, import_id)
+        return successful, quarantined
 
     def row_count(self, datasource: str) -> int:
         """Rows currently stored in a datasource (or `<name>_quarantine`)."""
@@ -344,7 +409,10 @@ class Workspace:
                 raise NotFoundError(f"[Error] Resource '{known}' not found")
         for name, pipe in self.project.endpoints.items():
             if any(table == name for _, table in tables):
-                replacements[name] = ("", f"({query.render_pipe(self.project, pipe, params or {}, self.name)})")
+                replacements[name] = (
+                    "",
+                    f"({query.render_pipe(self.project, pipe, params or {}, self.name)})",
+                )
         try:
             statement = tinybird_adapter.replace_tables(statement, replacements, check_functions=True)
         except Exception as e:

@@ -18,7 +18,13 @@ import re
 from .project import Column, Datasource
 
 QUARANTINE_SUFFIX = "_quarantine"
-MAX_DATETIME = "2106-02-07 06:28:15"
+# The values each date and time type can hold, as ClickHouse documents them.
+_TIME_RANGES = {
+    "Date": ("1970-01-01 00:00:00", "2149-06-06 00:00:00"),
+    "DateTime": ("1970-01-01 00:00:00", "2106-02-07 06:28:15"),
+    "Date32": ("1900-01-01 00:00:00", "2299-12-31 23:59:59"),
+    "DateTime64": ("1900-01-01 00:00:00", "2299-12-31 23:59:59"),
+}
 _INTEGER = re.compile(r"^U?Int(8|16|32|64|128|256)$")
 _FLOAT = re.compile(r"^(Float32|Float64|BFloat16)$")
 _DATETIME = re.compile(r"^(DateTime|DateTime64)\b")
@@ -74,19 +80,24 @@ def _cast(text: str, kind: str, column_type: str) -> str:
     if _STRING.match(base):
         return f"if({kind} IN ('String', 'Int64', 'UInt64', 'Double', 'Bool'), {text}, NULL)"
     if _INTEGER.match(base) or base.startswith("Decimal") or base == "Bool":
-        allowed = "'Int64', 'UInt64', 'Double', 'String', 'Bool'" if base == "Bool" else "'Int64', 'UInt64', 'Double', 'String'"
+        allowed = (
+            "'Int64', 'UInt64', 'Double', 'String', 'Bool'"
+            if base == "Bool"
+            else "'Int64', 'UInt64', 'Double', 'String'"
+        )
         return f"if({kind} IN ({allowed}), accurateCastOrNull({text}, {quote(base)}), NULL)"
     if _FLOAT.match(base):
         value = f"accurateCastOrNull({text}, {quote(base)})"
-        return f"if({kind} IN ('Int64', 'UInt64', 'Double', 'String') AND isFinite(assumeNotNull({value})), {value}, NULL)"
+        return (
+            f"if({kind} IN ('Int64', 'UInt64', 'Double', 'String') AND isFinite(assumeNotNull({value})), {value}, NULL)"
+        )
     if _DATETIME.match(base) or _DATE.match(base):
+        # Casts clamp out-of-range dates silently; check the range on a wider type first.
+        lowest, highest = _TIME_RANGES[base.split("(")[0]]
         wide = f"accurateCastOrNull({text}, 'DateTime64(3)')"
-        upper = f"toDateTime64('{MAX_DATETIME}', 3)" if base.startswith("DateTime") else "toDateTime64('2149-06-06 00:00:00', 3)"
-        if base in ("Date32",) or base.startswith("DateTime64"):
-            upper = "toDateTime64('2299-12-31 23:59:59', 3)"
-        lower = "toDateTime64('1970-01-01 00:00:00', 3)" if base in ("Date", "DateTime") else "toDateTime64('1900-01-01 00:00:00', 3)"
-        in_range = f"{wide} BETWEEN {lower} AND {upper}"
-        return f"if({kind} IN ('String', 'Int64', 'UInt64') AND {in_range}, accurateCastOrNull({text}, {quote(base)}), NULL)"
+        in_range = f"{wide} BETWEEN toDateTime64('{lowest}', 3) AND toDateTime64('{highest}', 3)"
+        value = f"accurateCastOrNull({text}, {quote(base)})"
+        return f"if({kind} IN ('String', 'Int64', 'UInt64') AND {in_range}, {value}, NULL)"
     return f"accurateCastOrNull({text}, {quote(base)})"
 
 
@@ -137,12 +148,12 @@ def staging_select(datasource: Datasource, source: str) -> str:
 SELECT
     line AS c__line,
     if(is_object, {error_pairs}, [('', 'the line is not a valid JSON object')]) AS c__errors,
-    {', '.join(outputs)}
+    {", ".join(outputs)}
 FROM (
     SELECT
         line,
         isValidJSON(line) AND JSONType(line) = 'Object' AS is_object,
-        {', '.join(helpers)}
+        {", ".join(helpers)}
     FROM (
         SELECT replaceRegexpOne(raw, '\\r$', '') AS line
         FROM {source}

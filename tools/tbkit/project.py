@@ -16,8 +16,8 @@ from typing import Any
 from . import tinybird_adapter
 from .errors import NotFoundError, ProjectError
 
-# Folders of a Forward project that hold no resources.
-_SKIPPED_FOLDERS = {"fixtures", "tests", ".tinyb", ".tinybird", "node_modules", ".venv"}
+# `tb` reads datafiles at most two levels deep (`tinybird/x.pipe`, `tinybird/endpoints/x.pipe`).
+_MAX_DEPTH = 2
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -383,10 +383,9 @@ def load_project(root: str | Path) -> Project:
         raise ProjectError("project folder not found", path=str(root))
     datasources: dict[str, Datasource] = {}
     pipes: dict[str, Pipe] = {}
-    for path in sorted(root.rglob("*")):
-        if any(part in _SKIPPED_FOLDERS for part in path.relative_to(root).parts[:-1]):
-            continue
-        if path.suffix not in (".datasource", ".pipe"):
+    candidates = [path for level in range(_MAX_DEPTH) for path in root.glob("*/" * level + "*")]
+    for path in sorted(candidates):
+        if path.suffix not in (".datasource", ".pipe") or "vendor" in path.relative_to(root).parts:
             continue
         if path.stem in datasources or path.stem in pipes:
             other = (datasources.get(path.stem) or pipes[path.stem]).path

@@ -11,10 +11,11 @@ import re
 from typing import Any
 
 import click
-from tinybird import sql_template, sql_toolset
 from tinybird.datafile.common import DatafileSyntaxError
 from tinybird.datafile.parse_datasource import parse_datasource
 from tinybird.datafile.parse_pipe import parse_pipe
+
+from tinybird import sql_template, sql_toolset
 
 from .errors import ParameterError, ProjectError
 

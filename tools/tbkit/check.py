@@ -1,0 +1,185 @@
+"""Run golden cases against a target, update golden files, and report (text, JSON, JUnit XML)."""
+
+from __future__ import annotations
+
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from . import golden, targets
+from .golden import Case, Response
+from .layout import Layout
+from .project import load_project
+
+
+class Target(Protocol):
+    """Anything that answers a case with a response."""
+
+    name: str
+
+    def fetch(self, case: Case) -> Response: ...
+
+
+@dataclass
+class CaseResult:
+    """The outcome of one case: passed, failed, updated (golden rewritten) or created (new golden)."""
+
+    case: Case
+    outcome: str
+    seconds: float
+    differences: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True unless the case failed."""
+        return self.outcome != "failed"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly summary."""
+        return {
+            "endpoint": self.case.endpoint,
+            "case": self.case.name,
+            "outcome": self.outcome,
+            "ms": round(self.seconds * 1000, 2),
+            "differences": self.differences,
+        }
+
+
+@dataclass
+class CheckReport:
+    """Every case result of a run."""
+
+    target: str
+    results: list[CaseResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> int:
+        """Cases that passed, were updated or were created."""
+        return sum(1 for r in self.results if r.ok)
+
+    @property
+    def failed(self) -> int:
+        """Cases that failed."""
+        return sum(1 for r in self.results if not r.ok)
+
+    @property
+    def ok(self) -> bool:
+        """True when no case failed."""
+        return self.failed == 0
+
+    def summary(self) -> str:
+        """The closing line: `N passed, M failed`."""
+        extra = [f"{n} {o}" for o in ("updated", "created") if (n := sum(r.outcome == o for r in self.results))]
+        text = f"{self.passed} passed, {self.failed} failed"
+        return text + (f" ({', '.join(extra)})" if extra else "") + f" in {self.seconds:.2f}s on {self.target}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The whole report for `--json`."""
+        return {
+            "target": self.target,
+            "passed": self.passed,
+            "failed": self.failed,
+            "seconds": round(self.seconds, 3),
+            "cases": [r.to_dict() for r in self.results],
+        }
+
+
+def run_case(case: Case, target: Target, golden_dir: Path, update: bool, rel_tol: float) -> CaseResult:
+    """Fetch one case and compare it with (or write) its golden file."""
+    started = time.perf_counter()
+    actual = target.fetch(case)
+    seconds = time.perf_counter() - started
+    expected = golden.read_golden(case, golden_dir)
+    if expected is None:
+        if update:
+            golden.write_golden(case, actual, golden_dir)
+            return CaseResult(case, "created", seconds, [f"new golden file {case.golden_path(golden_dir)}"])
+        return CaseResult(
+            case,
+            "failed",
+            seconds,
+            [f"no golden file {case.golden_path(golden_dir)}: run with --update to create it"],
+        )
+    differences = golden.compare(expected, actual, case, rel_tol)
+    if update and (differences or golden.golden_text(case, actual) != golden.golden_text(case, expected)):
+        if golden.write_golden(case, actual, golden_dir) and differences:
+            return CaseResult(case, "updated", seconds, differences)
+        return CaseResult(case, "passed", seconds)
+    return CaseResult(case, "failed" if differences else "passed", seconds, differences)
+
+
+def run_check(
+    cases: list[Case],
+    target: Target,
+    golden_dir: Path,
+    update: bool = False,
+    rel_tol: float = golden.DEFAULT_REL_TOL,
+    on_result: Callable[[CaseResult], None] | None = None,
+) -> CheckReport:
+    """Run every case in order; call `on_result` as each finishes."""
+    report = CheckReport(target=target.name)
+    started = time.perf_counter()
+    for case in cases:
+        result = run_case(case, target, golden_dir, update, rel_tol)
+        report.results.append(result)
+        if on_result:
+            on_result(result)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def write_junit(report: CheckReport, path: Path) -> None:
+    """Write a JUnit XML report: one testsuite per endpoint, one testcase per case."""
+    suites = ET.Element("testsuites", name="tbkit check", tests=str(len(report.results)), failures=str(report.failed))
+    by_endpoint: dict[str, list[CaseResult]] = {}
+    for result in report.results:
+        by_endpoint.setdefault(result.case.endpoint, []).append(result)
+    for endpoint, results in by_endpoint.items():
+        suite = ET.SubElement(
+            suites,
+            "testsuite",
+            name=endpoint,
+            tests=str(len(results)),
+            failures=str(sum(not r.ok for r in results)),
+            time=f"{sum(r.seconds for r in results):.4f}",
+        )
+        for result in results:
+            testcase = ET.SubElement(
+                suite,
+                "testcase",
+                classname=f"{report.target}.{endpoint}",
+                name=result.case.name,
+                time=f"{result.seconds:.4f}",
+            )
+            if not result.ok:
+                failure = ET.SubElement(
+                    testcase, "failure", message=result.differences[0] if result.differences else ""
+                )
+                failure.text = "\n".join(result.differences)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)
+
+
+def check(
+    layout: Layout,
+    target: str = "embedded",
+    endpoint: str | None = None,
+    case: str | None = None,
+    update: bool = False,
+    rel_tol: float = golden.DEFAULT_REL_TOL,
+    token: str | None = None,
+    seed: bool = False,
+    on_result: Callable[[CaseResult], None] | None = None,
+) -> CheckReport:
+    """Load the project and cases, prepare the target (build and seed), and run the selected cases."""
+    project = load_project(layout.project_dir)
+    cases = golden.select_cases(golden.load_cases(layout.cases_dir, project), endpoint, case)
+    runner = targets.open_target(target, project, layout, token=token, seed=seed)
+    try:
+        return run_check(cases, runner, layout.golden_dir, update, rel_tol, on_result)
+    finally:
+        runner.close()

@@ -1,0 +1,205 @@
+"""The `tbkit` command line: thin commands that parse options, call the library and print."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import TbkitError
+from .layout import Layout
+
+OK = click.style("✓", fg="green")
+FAIL = click.style("✗", fg="red")
+MARKS = {
+    "passed": OK,
+    "failed": FAIL,
+    "updated": click.style("↻", fg="yellow"),
+    "created": click.style("+", fg="cyan"),
+}
+
+
+class TbkitGroup(click.Group):
+    """Turns every TbkitError into `Error: <message>` and exit code 1, with no traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except TbkitError as e:
+            raise click.ClickException(str(e)) from None
+
+
+def layout_options(function):
+    """--project and --fixtures, shared by the commands that read the repository."""
+    function = click.option(
+        "--fixtures",
+        "fixtures_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default="fixtures",
+        show_default=True,
+        help="Folder with <datasource>.ndjson fixtures, cases/ and golden/.",
+    )(function)
+    return click.option(
+        "--project",
+        "project_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default="tinybird",
+        show_default=True,
+        help="Tinybird project folder (datasources, materializations, endpoints).",
+    )(function)
+
+
+@click.group(cls=TbkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tbkit")
+def main() -> None:
+    """Build, serve and check a Tinybird Forward project.
+
+    Runs the datafiles in tinybird/ on an embedded ClickHouse (chDB) with no Docker, checks every
+    endpoint against golden files, and deploys the same files with `tb` to Tinybird Local or Cloud.
+
+    \b
+    Examples:
+      tbkit check                          # every golden case on the embedded engine
+      tbkit check --endpoint customer_cltv --case seed_outlier
+      tbkit check --update                 # accept current outputs as the new golden files
+    """
+
+
+def _print_result(result, verbose: bool) -> None:
+    ms = f"{result.seconds * 1000:7.1f} ms"
+    click.echo(f"{MARKS[result.outcome]} {result.case.id:<60} {ms}")
+    if result.outcome in ("failed", "updated") or (verbose and result.differences):
+        for line in result.differences:
+            click.echo(f"    {line}")
+
+
+@main.command()
+@layout_options
+@click.option("--endpoint", help="Only the cases of this endpoint.")
+@click.option("--case", "case_name", help="Only this case (name, or endpoint/name).")
+@click.option("--update", is_flag=True, help="Rewrite golden files from current outputs and report changes.")
+@click.option("--target", default="embedded", show_default=True, help="embedded, or the URL of a Tinybird API.")
+@click.option("--token", envvar="TB_TOKEN", help="Token for an HTTP target (default: $TB_TOKEN).")
+@click.option("--seed", is_flag=True, help="Seed fixtures into a remote target (refused otherwise for cloud).")
+@click.option("--rel-tol", type=float, default=1e-9, show_default=True, help="Relative tolerance for floats.")
+@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Write a JUnit XML report here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of text.")
+def check(project_dir, fixtures_dir, endpoint, case_name, update, target, token, seed, rel_tol, junit, as_json):
+    """Check every endpoint against its golden files.
+
+    Builds the project into a fresh embedded workspace, seeds every fixture, runs each case of
+    fixtures/cases/<endpoint>.yaml and compares the response with fixtures/golden/<endpoint>/<case>.json
+    as data. Prints one line per case and `N passed, M failed`; exits 1 when a case fails.
+
+    \b
+    Examples:
+      tbkit check
+      tbkit check --endpoint customer_segment_lookup
+      tbkit check --update --case new_case_name
+      tbkit check --junit reports/junit.xml
+    """
+    from .check import check as run
+    from .check import write_junit
+
+    layout = Layout.at(project_dir, fixtures_dir)
+    report = run(
+        layout,
+        target=target,
+        endpoint=endpoint,
+        case=case_name,
+        update=update,
+        rel_tol=rel_tol,
+        token=token,
+        seed=seed,
+        on_result=None if as_json else (lambda r: _print_result(r, update)),
+    )
+    if junit:
+        write_junit(report, junit)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        click.echo(("" if report.ok else "\n") + report.summary())
+    sys.exit(0 if report.ok else 1)
+
+
+@main.command()
+@layout_options
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".tbkit",
+    show_default=True,
+    help="Data directory of the embedded workspace (the one `tbkit serve` uses).",
+)
+@click.option("--workspace", default="main", show_default=True, help="Workspace inside the data directory.")
+@click.option("--datasource", help="Append every FILE to this datasource (default: named by the file).")
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def seed(project_dir, fixtures_dir, data_dir, workspace, datasource, files):
+    """Append NDJSON files to the embedded workspace.
+
+    With no FILE, appends the fixtures (fixtures/<datasource>.ndjson). Rows that do not fit a
+    datasource go to <datasource>_quarantine; prints successful and quarantined rows per datasource.
+
+    \b
+    Examples:
+      tbkit seed
+      tbkit seed --datasource customer_events big_export.ndjson
+    """
+    from .fixtures import seed_workspace
+
+    layout = Layout.at(project_dir, fixtures_dir)
+    results = seed_workspace(layout, data_dir, workspace, list(files), datasource, progress=_progress_bar)
+    for result in results:
+        click.echo(
+            f"{OK if not result.quarantined_rows else FAIL} {result.datasource:<28} "
+            f"{result.successful_rows:>10,} successful  {result.quarantined_rows:>8,} quarantined"
+        )
+
+
+def _progress_bar(label: str, total: int):
+    """A click progress bar over `total` bytes, shown for large files only."""
+    return click.progressbar(length=total, label=label, file=sys.stderr, show_eta=True)
+
+
+@main.command("export-tests")
+@layout_options
+def export_tests(project_dir, fixtures_dir):
+    """Write tinybird/tests/<endpoint>.yaml in `tb test` format.
+
+    The expected results are what the embedded engine answers now for every golden case, so
+    `tb test run` on Tinybird Local checks the same cases natively.
+
+    \b
+    Example:
+      tbkit export-tests && cd tinybird && tb --local test run
+    """
+    from .tbtests import export
+
+    for path in export(Layout.at(project_dir, fixtures_dir)):
+        click.echo(f"{OK} wrote {path}")
+
+
+@main.command()
+@layout_options
+def lint(project_dir, fixtures_dir):
+    """Check datafiles with `tb fmt --diff` and the project loader's validation.
+
+    \b
+    Example:
+      tbkit lint
+    """
+    from .lint import lint as run
+
+    problems = run(project_dir)
+    for problem in problems:
+        click.echo(f"{FAIL} {problem}")
+    if problems:
+        raise click.ClickException(f"{len(problems)} problem(s) found")
+    click.echo(f"{OK} {project_dir}: every datafile parses, validates and is formatted")
+
+
+if __name__ == "__main__":
+    main()
