@@ -63,8 +63,9 @@ def _is_gzip(path: Path) -> bool:
         return handle.read(2) == GZIP_MAGIC
 
 
-def _split_bytes(data: bytes, size: int = CHUNK_BYTES) -> Iterator[bytes]:
-    """Chunks of about `size` bytes of `data` that end at a line break."""
+def _split_bytes(data: bytes) -> Iterator[bytes]:
+    """Chunks of about CHUNK_BYTES of `data` that end at a line break."""
+    size = CHUNK_BYTES
     start = 0
     while start < len(data):
         cut = data.rfind(b"\n", start, start + size) + 1
@@ -73,8 +74,9 @@ def _split_bytes(data: bytes, size: int = CHUNK_BYTES) -> Iterator[bytes]:
         start = end
 
 
-def _split_lines(path: Path, gzipped: bool, size: int = CHUNK_BYTES) -> Iterator[bytes]:
-    """Read a file (gzipped or not) in chunks of about `size` bytes that end at a line break."""
+def _split_lines(path: Path, gzipped: bool) -> Iterator[bytes]:
+    """Read a file (gzipped or not) in chunks of about CHUNK_BYTES that end at a line break."""
+    size = CHUNK_BYTES
     with gzip.open(path) if gzipped else path.open("rb") as stream:
         rest = b""
         while True:
@@ -119,7 +121,7 @@ class AppendResult:
 class Engine:
     """One chDB instance over a data directory, shared by every workspace of this process."""
 
-    _open: ClassVar[dict[str, Engine]] = {}
+    _current: ClassVar[Engine | None] = None
     _lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, path: Path, owns_path: bool, query_timeout: float | None):
@@ -133,28 +135,34 @@ class Engine:
         self._pool_lock = threading.Lock()
         self.tmp_dir = path / "tmp"
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self._users = 1
         self._closed = False
 
     @classmethod
     def open(cls, path: str | Path | None = None, query_timeout: float | None = None) -> Engine:
-        """The engine over `path` (a new temporary directory when None); one data path per process."""
+        """The engine over `path`, or with None the one already open in this process (else a temporary one).
+
+        chDB holds one data directory per process, so every caller shares one engine; pair each open()
+        with a close(), and the last close() releases it.
+        """
         with cls._lock:
+            current = cls._current
+            if current is not None:
+                if path is None or Path(path).resolve() == current.path:
+                    current._users += 1
+                    return current
+                raise TbkitError(
+                    f"the embedded engine already runs on {current.path} in this process; chDB holds one data "
+                    f"directory per process, so close it before opening {Path(path).resolve()}"
+                )
             if path is None:
                 engine = cls(Path(tempfile.mkdtemp(prefix="tbkit-")), owns_path=True, query_timeout=query_timeout)
             else:
                 resolved = Path(path).resolve()
-                key = str(resolved)
-                if key in cls._open:
-                    return cls._open[key]
                 resolved.mkdir(parents=True, exist_ok=True)
                 engine = cls(resolved, owns_path=False, query_timeout=query_timeout)
-            for other in cls._open.values():
-                raise TbkitError(
-                    f"the embedded engine already runs on {other.path} in this process; chDB holds one data "
-                    f"directory per process, so close it before opening {engine.path}"
-                )
-            cls._open[str(engine.path)] = engine
             engine._pools[False].put(engine._connect(readonly=False))  # fail now, not on the first request
+            cls._current = engine
             return engine
 
     def _connect(self, readonly: bool) -> Any:
@@ -215,15 +223,18 @@ class Engine:
         return [line for line in text.bytes().decode().splitlines() if line]
 
     def close(self) -> None:
-        """Close every connection; remove the data directory when the engine made it."""
+        """Release this user of the engine; the last one closes every connection (and a temporary directory)."""
         with Engine._lock:
             if self._closed:
+                return
+            self._users -= 1
+            if self._users > 0:
                 return
             self._closed = True
             for conn in self._all:
                 with contextlib.suppress(Exception):
                     conn.close()
-            Engine._open.pop(str(self.path), None)
+            Engine._current = None
         if self._owns_path:
             shutil.rmtree(self.path, ignore_errors=True)
 

@@ -228,14 +228,6 @@ def _load_datasource(path: Path) -> Datasource:
         raise ProjectError("the datasource has no SCHEMA", path=str(path))
     engine = node.get("engine", {}) or {}
     tokens = [Token(t["token_name"], t["permission"].upper(), name) for t in datafile.tokens]
-    for token in tokens:
-        if token.scope != "APPEND":
-            line = _line_of(path, rf"^TOKEN\s+\"?{re.escape(token.name)}")
-            raise ProjectError(
-                f"token '{token.name}' has scope {token.scope}; a datasource can only grant APPEND",
-                path=str(path),
-                line=line,
-            )
     return Datasource(
         name=name,
         path=path,
@@ -295,14 +287,6 @@ def _load_pipe(path: Path) -> Pipe:
         tokens=tokens,
         parameters=_merge_parameters(name, nodes, path),
     )
-    for token in tokens:
-        if token.scope != "READ":
-            line = _line_of(path, rf"^TOKEN\s+\"?{re.escape(token.name)}")
-            raise ProjectError(
-                f"token '{token.name}' has scope {token.scope}; a pipe can only grant READ",
-                path=str(path),
-                line=line,
-            )
     return pipe
 
 

@@ -6,6 +6,7 @@ temporary workspace and seeds the fixtures first, so every run starts from the s
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 from . import fixtures
@@ -21,11 +22,10 @@ class EmbeddedTarget:
 
     name = "embedded"
 
-    def __init__(self, project: Project, engine: Engine | None = None, workspace: str = "check"):
+    def __init__(self, project: Project, workspace: str | None = None):
         self.project = project
-        self._owns_engine = engine is None
-        self.engine = engine or Engine.open(None)
-        self.workspace: Workspace = self.engine.workspace(workspace, project)
+        self.engine = Engine.open(None)
+        self.workspace: Workspace = self.engine.workspace(workspace or f"check_{uuid.uuid4().hex[:12]}", project)
 
     def prepare(self, fixtures_dir: Path) -> list[AppendResult]:
         """Build the workspace from scratch and append every fixture."""
@@ -42,11 +42,11 @@ class EmbeddedTarget:
             return Response.from_json(e.status, {"error": str(e)})
 
     def close(self) -> None:
-        """Drop the workspace, and the engine when this target opened it."""
-        if self._owns_engine:
-            self.engine.close()
-        else:
+        """Drop the workspace and release the engine."""
+        try:
             self.workspace.drop()
+        finally:
+            self.engine.close()
 
 
 def open_target(spec: str, project: Project, layout: Layout, token: str | None = None, seed: bool = False):

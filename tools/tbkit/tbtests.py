@@ -68,7 +68,7 @@ def export(layout: Layout) -> list[Path]:
     """Build and seed a fresh embedded workspace, then write the `tb test` files of every case."""
     project = load_project(layout.project_dir)
     cases = golden.load_cases(layout.cases_dir, project)
-    target = EmbeddedTarget(project, workspace="export")
+    target = EmbeddedTarget(project)
     try:
         target.prepare(layout.fixtures_dir)
         return export_tests(cases, target.workspace, layout.tests_dir)

@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 import click
-from tinybird.datafile.common import DatafileSyntaxError
+from tinybird.datafile.common import DatafileSyntaxError, DatafileValidationError
 from tinybird.datafile.parse_datasource import parse_datasource
 from tinybird.datafile.parse_pipe import parse_pipe
 
@@ -37,6 +37,8 @@ def parse_datafile(path: str, kind: str) -> Any:
     except DatafileSyntaxError as e:
         detail = e.message + (f" ({e.hint})" if e.hint else "")
         raise ProjectError(detail, path=path, line=e.lineno) from None
+    except DatafileValidationError as e:
+        raise ProjectError(_clean(str(e)), path=path) from None
     except click.ClickException as e:
         message = _clean(e.format_message())
         match = _LINE_IN_MESSAGE.search(message)

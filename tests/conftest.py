@@ -1,0 +1,67 @@
+"""Shared fixtures.
+
+chDB holds one data directory per process, so the whole session shares one embedded `Engine`; every test
+that needs data gets a workspace (a database) of its own in it. Under `pytest -n auto` each worker is a
+process with its own engine.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tbkit.engine import Engine, Workspace
+from tbkit.layout import Layout
+from tbkit.project import Project, load_project
+
+ROOT = Path(__file__).resolve().parent.parent
+AS_OF = "2025-07-01 12:00:00"
+LANDING = ("customers", "customer_events", "customer_transactions", "customer_demographics")
+_names = itertools.count()
+
+os.environ["TB_CLI_TELEMETRY_OPTOUT"] = "1"
+
+
+@pytest.fixture(scope="session")
+def layout() -> Layout:
+    """The repository's own project and fixtures."""
+    return Layout(ROOT / "tinybird", ROOT / "fixtures")
+
+
+@pytest.fixture(scope="session")
+def project(layout: Layout) -> Project:
+    """The repository's Tinybird project, loaded once."""
+    return load_project(layout.project_dir)
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[Engine]:
+    """One embedded engine for the whole session, in a temporary directory."""
+    instance = Engine.open(None)
+    yield instance
+    instance.close()
+
+
+@pytest.fixture
+def workspace(engine: Engine, project: Project) -> Iterator[Workspace]:
+    """An empty, built workspace of the project, dropped after the test."""
+    ws = engine.workspace(f"test_{os.getpid()}_{next(_names)}", project)
+    ws.build()
+    yield ws
+    ws.drop()
+
+
+@pytest.fixture(scope="session")
+def seeded(engine: Engine, project: Project, layout: Layout) -> Iterator[Workspace]:
+    """A workspace with every fixture appended, shared read-only by the tests of a worker."""
+    ws = engine.workspace(f"seeded_{os.getpid()}", project)
+    ws.drop()
+    ws.build()
+    for name in LANDING:
+        ws.append(name, layout.fixtures_dir / f"{name}.ndjson")
+    yield ws
+    ws.drop()

@@ -1,0 +1,177 @@
+"""The `tbkit` commands a developer runs: check, --update, --junit, --json, export-tests, seed, lint."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from tbkit.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch) -> Path:
+    """A copy of the repository's project and fixtures, as the current folder."""
+    shutil.copytree(ROOT / "tinybird", tmp_path / "tinybird", symlinks=True, ignore=shutil.ignore_patterns("tests"))
+    shutil.copytree(ROOT / "fixtures", tmp_path / "fixtures")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+def test_check_passes_every_case_and_prints_a_summary(repo):
+    result = run("check")
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    cases = sum(len(yaml.safe_load(p.read_text())["cases"]) for p in (repo / "fixtures" / "cases").glob("*.yaml"))
+    assert sum(line.startswith("✓ ") for line in lines) == cases
+    assert lines[-1].startswith(f"{cases} passed, 0 failed")
+
+
+def test_a_changed_pipe_fails_with_a_diff_naming_the_column_then_update_accepts_it(repo):
+    edit(
+        repo / "tinybird/endpoints/cltv_summary.pipe",
+        "round(sum(customer_cltv), 2) AS total_revenue",
+        "round(sum(customer_cltv) * 2, 2) AS total_revenue",
+    )
+    failed = run("check", "--endpoint", "cltv_summary")
+    assert failed.exit_code == 1
+    assert "✗ cltv_summary/defaults" in failed.output
+    assert "changed: total_revenue: 184780798.65 -> 369561597.3" in failed.output
+    assert failed.output.strip().endswith("on embedded") and "0 passed, 1 failed" in failed.output
+
+    updated = run("check", "--endpoint", "cltv_summary", "--update")
+    assert updated.exit_code == 0
+    assert "↻ cltv_summary/defaults" in updated.output and "total_revenue" in updated.output
+    assert "(1 updated)" in updated.output
+    golden = json.loads((repo / "fixtures/golden/cltv_summary/defaults.json").read_text())
+    assert golden["data"][0]["total_revenue"] == 369561597.3
+    assert run("check", "--endpoint", "cltv_summary").exit_code == 0
+
+
+def test_a_schema_change_is_reported_as_such(repo):
+    edit(repo / "tinybird/endpoints/cltv_summary.pipe", "AS total_revenue", "AS revenue")
+    result = run("check", "--case", "cltv_summary/defaults")
+    assert result.exit_code == 1
+    assert "schema: column 'total_revenue' removed (was Float64)" in result.output
+    assert "schema: column 'revenue' added (Float64)" in result.output
+
+
+def test_adding_a_case_is_two_lines_and_one_command(repo):
+    cases = repo / "fixtures/cases/customer_cltv.yaml"
+    cases.write_text(cases.read_text() + "  - name: added_case\n    params: {customer_id: cust_010}\n")
+    assert run("check", "--case", "added_case").exit_code == 1  # no golden file yet
+    created = run("check", "--case", "added_case", "--update")
+    assert created.exit_code == 0 and "+ customer_cltv/added_case" in created.output
+    assert (
+        json.loads((repo / "fixtures/golden/customer_cltv/added_case.json").read_text())["data"][0]["customer_id"]
+        == "cust_010"
+    )
+    assert run("check", "--case", "added_case").exit_code == 0
+
+
+def test_junit_report_parses_and_counts_match(repo):
+    edit(repo / "tinybird/endpoints/cltv_by_location.pipe", "count() AS customers", "count() + 1 AS customers")
+    result = run("check", "--junit", "reports/junit.xml")
+    assert result.exit_code == 1
+    root = ET.parse(repo / "reports/junit.xml").getroot()
+    testcases = root.findall(".//testcase")
+    failures = root.findall(".//testcase/failure")
+    summary = result.output.strip().splitlines()[-1]
+    passed, failed = int(summary.split()[0]), int(summary.split(", ")[1].split()[0])
+    assert (len(testcases), len(failures)) == (passed + failed, failed) == (int(root.get("tests")), 1)
+    assert failures[0].get("message").startswith("~ row")
+    suite = root.find("testsuite[@name='cltv_by_location']")
+    assert suite is not None and suite.get("failures") == "1"
+
+
+def test_json_report(repo):
+    result = run("check", "--endpoint", "customer_cltv", "--json")
+    assert result.exit_code == 0
+    report = json.loads(result.output)
+    assert report["failed"] == 0 and report["passed"] == len(report["cases"]) == 9
+    assert {c["outcome"] for c in report["cases"]} == {"passed"}
+
+
+def test_export_tests_writes_tb_test_files(repo):
+    result = run("export-tests")
+    assert result.exit_code == 0, result.output
+    files = sorted((repo / "tinybird/tests").glob("*.yaml"))
+    assert [f.stem for f in files] == sorted(p.stem for p in (repo / "fixtures/cases").glob("*.yaml"))
+    tests = yaml.safe_load((repo / "tinybird/tests/customer_cltv.yaml").read_text())
+    assert isinstance(tests, list) and all({"name", "parameters", "expected_result"} <= set(t) for t in tests)
+    outlier = next(t for t in tests if t["name"] == "seed_outlier")
+    assert outlier["parameters"] == "customer_id=cust_969"
+    assert json.loads(outlier["expected_result"])["cltv"] == 184751118
+    missing = next(t for t in tests if t["name"] == "missing_customer_id")
+    assert missing["expected_http_status"] == 400 and "customer_id" in missing["expected_result"]
+
+
+def test_seed_appends_fixtures_to_a_persistent_workspace(repo):
+    result = run("seed", "--data-dir", "data")
+    assert result.exit_code == 0, result.output
+    assert "customer_events" in result.output and "246 successful" in result.output
+    again = run("seed", "--data-dir", "data", "--datasource", "customers", "fixtures/malformed/customers.ndjson")
+    assert again.exit_code == 0
+    assert "1 successful" in again.output and "7 quarantined" in again.output
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "message"),
+    [
+        (lambda r: (r / "fixtures/customers.ndjson").unlink(), ["check"], "missing fixture for datasource 'customers'"),
+        (
+            lambda r: edit(
+                r / "tinybird/endpoints/customer_cltv.pipe", "FROM customer_transaction_totals_mv", "FROM x"
+            ),
+            ["check"],
+            "customer_cltv.pipe:",
+        ),
+        (lambda r: None, ["check", "--endpoint", "nope"], "no cases for endpoint 'nope'"),
+        (lambda r: None, ["check", "--case", "nope"], "no case named 'nope'"),
+        (lambda r: None, ["check", "--project", "missing"], "project folder not found"),
+        (
+            lambda r: None,
+            ["seed", "--data-dir", "d", "fixtures/cases/cltv_summary.yaml"],
+            "no datasource 'cltv_summary'",
+        ),
+    ],
+)
+def test_user_errors_are_one_clear_message(repo, setup, args, message):
+    setup(repo)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert result.output.startswith("Error: ")
+
+
+def test_lint_passes_on_the_project_and_fails_on_a_misformatted_file(repo):
+    assert run("lint").exit_code == 0
+    edit(repo / "tinybird/datasources/customers.datasource", "ENGINE ReplacingMergeTree", 'ENGINE "ReplacingMergeTree"')
+    result = CliRunner().invoke(main, ["lint"])
+    assert result.exit_code == 1
+    assert "customers.datasource: not formatted" in result.output
+
+
+@pytest.mark.parametrize("command", [[], ["check"], ["seed"], ["export-tests"], ["lint"]])
+def test_help_explains_with_an_example(command):
+    result = run(*command, "--help")
+    assert result.exit_code == 0
+    assert "Example" in result.output

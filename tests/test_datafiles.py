@@ -1,0 +1,52 @@
+"""The datafiles are what `tb` accepts and formats, and the fixtures are what their generator writes."""
+
+from __future__ import annotations
+
+import filecmp
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from tbkit import tbcli
+from tbkit.lint import datafiles
+
+ROOT = Path(__file__).resolve().parent.parent
+DATAFILES = datafiles(ROOT / "tinybird")
+
+
+def test_the_project_has_its_datafiles():
+    assert len(DATAFILES) == 16
+
+
+@pytest.mark.parametrize("path", DATAFILES, ids=lambda p: p.name)
+def test_tb_fmt_diff_passes(path: Path):
+    assert tbcli.fmt_diff([path]) == []
+
+
+def test_tb_fmt_diff_catches_a_misformatted_file(tmp_path: Path):
+    path = tmp_path / "bad.datasource"
+    path.write_text('SCHEMA >\n    `a` String `json:$.a`\n\nENGINE "MergeTree"\nENGINE_SORTING_KEY "a"\n')
+    problems = tbcli.fmt_diff([path])
+    assert [p.path for p in problems] == [path]
+    assert "ENGINE MergeTree" in problems[0].diff
+
+
+def test_tb_fixtures_resolve_to_the_same_files():
+    link = ROOT / "tinybird" / "fixtures"
+    assert link.is_symlink()
+    assert link.resolve() == (ROOT / "fixtures").resolve()
+    for name in ("customers", "customer_events", "customer_transactions", "customer_demographics"):
+        assert (link / f"{name}.ndjson").is_file()
+
+
+def test_committed_fixtures_match_their_generator(tmp_path: Path):
+    spec = importlib.util.spec_from_file_location("fixture_generator", ROOT / "fixtures" / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    module.write(tmp_path)
+    for path in sorted(tmp_path.rglob("*.ndjson")):
+        committed = ROOT / "fixtures" / path.relative_to(tmp_path)
+        assert filecmp.cmp(path, committed, shallow=False), f"{committed} is stale: run python fixtures/generate.py"
