@@ -170,8 +170,20 @@ def test_lint_passes_on_the_project_and_fails_on_a_misformatted_file(repo):
     assert "customers.datasource: not formatted" in result.output
 
 
-@pytest.mark.parametrize("command", [[], ["check"], ["seed"], ["export-tests"], ["lint"]])
+@pytest.mark.parametrize("command", [[], ["check"], ["seed"], ["export-tests"], ["lint"], ["datagen"]])
 def test_help_explains_with_an_example(command):
     result = run(*command, "--help")
     assert result.exit_code == 0
     assert "Example" in result.output
+
+
+def test_datagen_writes_the_four_datasources(tmp_path):
+    result = run("datagen", "--customers", "300", "--seed", "3", "--out", str(tmp_path / "data"), "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["files"]["customer_events"]["rows"] == 3000
+    for name in ("customers", "customer_events", "customer_transactions", "customer_demographics"):
+        lines = (tmp_path / "data" / f"{name}.ndjson").read_text().splitlines()
+        assert len(lines) == report["files"][name]["rows"]
+    both = CliRunner().invoke(main, ["datagen", "--customers", "3", "--scale", "S", "--out", str(tmp_path)])
+    assert both.exit_code == 2 and "exactly one of --customers and --scale" in both.output
