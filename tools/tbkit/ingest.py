@@ -78,45 +78,51 @@ def _cast(text: str, kind: str, column_type: str) -> str:
     """A Nullable expression: the value converted to the column's type, NULL when it does not fit."""
     base = base_type(column_type)
     if _STRING.match(base):
-        return f"if({kind} IN ('String', 'Int64', 'UInt64', 'Double', 'Bool'), {text}, NULL)"
+        return f"if({kind} IN ('String', 'Number', 'Bool'), {text}, NULL)"
     if _INTEGER.match(base) or base.startswith("Decimal") or base == "Bool":
-        allowed = (
-            "'Int64', 'UInt64', 'Double', 'String', 'Bool'"
-            if base == "Bool"
-            else "'Int64', 'UInt64', 'Double', 'String'"
-        )
+        allowed = "'Number', 'String', 'Bool'" if base == "Bool" else "'Number', 'String'"
         return f"if({kind} IN ({allowed}), accurateCastOrNull({text}, {quote(base)}), NULL)"
     if _FLOAT.match(base):
         value = f"accurateCastOrNull({text}, {quote(base)})"
-        return (
-            f"if({kind} IN ('Int64', 'UInt64', 'Double', 'String') AND isFinite(assumeNotNull({value})), {value}, NULL)"
-        )
+        return f"if({kind} IN ('Number', 'String') AND isFinite(assumeNotNull({value})), {value}, NULL)"
     if _DATETIME.match(base) or _DATE.match(base):
         # Casts clamp out-of-range dates silently; check the range on a wider type first.
         lowest, highest = _TIME_RANGES[base.split("(")[0]]
         wide = f"accurateCastOrNull({text}, 'DateTime64(3)')"
         in_range = f"{wide} BETWEEN toDateTime64('{lowest}', 3) AND toDateTime64('{highest}', 3)"
-        value = f"accurateCastOrNull({text}, {quote(base)})"
-        return f"if({kind} IN ('String', 'Int64', 'UInt64') AND {in_range}, {value}, NULL)"
+        value = f"CAST({wide}, {quote('Nullable(' + base + ')')})"
+        return f"if({kind} IN ('String', 'Number') AND {in_range}, {value}, NULL)"
     return f"accurateCastOrNull({text}, {quote(base)})"
 
 
-def _composite(arguments: str, kind: str, column_type: str) -> str:
+def _composite(raw: str, kind: str, column_type: str) -> str:
     base = base_type(column_type)
     expected = "'Object'" if base.startswith(("Map", "JSON", "Tuple")) else "'Array'"
-    return f"if({kind} = {expected}, JSONExtract(line{arguments}, {quote(base)}), NULL)"
+    return f"if({kind} = {expected}, JSONExtract({raw}, {quote(base)}), NULL)"
+
+
+def _raw_value(column: Column) -> str:
+    """The column's value as raw JSON text ('' when missing), read from the line's parsed pairs."""
+    arguments = jsonpath_arguments(column.jsonpath or f"$.{column.name}")
+    if len(arguments) == 1 and arguments[0].startswith("'"):
+        # Top-level keys come from one parse of the line (`pairs`), not one parse per column.
+        return f"pairs[{arguments[0]}]"
+    return f"JSONExtractRaw(line, {', '.join(arguments)})"
 
 
 def _column_parts(index: int, column: Column) -> tuple[list[str], str, str, str]:
     """(helper expressions, value, original text, error) for one column of a datasource."""
-    arguments = "".join(", " + a for a in jsonpath_arguments(column.jsonpath or f"$.{column.name}"))
-    kind, text, value = f"k{index}", f"t{index}", f"v{index}"
+    raw, kind, text, value = f"r{index}", f"k{index}", f"t{index}", f"v{index}"
     helpers = [
-        f"JSONType(line{arguments}) AS {kind}",
-        f"if({kind} = 'String', JSONExtractString(line{arguments}), JSONExtractRaw(line{arguments})) AS {text}",
+        f"{_raw_value(column)} AS {raw}",
+        f"multiIf({raw} IN ('', 'null'), 'Null', startsWith({raw}, '\"'), 'String', startsWith({raw}, '{{'), "
+        f"'Object', startsWith({raw}, '['), 'Array', {raw} IN ('true', 'false'), 'Bool', 'Number') AS {kind}",
+        # Unescaping is only needed when the string has a backslash; most values are copied as they are.
+        f"if({kind} = 'String', if(position({raw}, '\\\\') = 0, substring({raw}, 2, length({raw}) - 2), "
+        f"JSONExtractString({raw})), {raw}) AS {text}",
     ]
     if _COMPOSITE.match(base_type(column.type)):
-        helpers.append(f"{_composite(arguments, kind, column.type)} AS {value}")
+        helpers.append(f"{_composite(raw, kind, column.type)} AS {value}")
     else:
         helpers.append(f"{_cast(text, kind, column.type)} AS {value}")
     missing_message = quote(f"missing value for column '{column.name}' ({column.type})")
@@ -128,7 +134,7 @@ def _column_parts(index: int, column: Column) -> tuple[list[str], str, str, str]
         error = f"multiIf({missing}, {missing_message}, {value} IS NULL, {bad_message}, '')"
     else:
         error = f"if(NOT {missing} AND {value} IS NULL, {bad_message}, '')"
-    original = f"if({kind} = 'Null' AND {text} = '', NULL, {text})"
+    original = f"if({raw} = '', NULL, {text})"
     return helpers, value, original, error
 
 
@@ -138,26 +144,28 @@ def staging_select(datasource: Datasource, source: str) -> str:
     outputs: list[str] = []
     errors: list[str] = []
     for index, column in enumerate(datasource.columns):
-        column_helpers, value, original, error = _column_parts(index, column)
+        column_helpers, value, _, error = _column_parts(index, column)
         helpers.extend(column_helpers)
         outputs.append(f"{value} AS {identifier('v__' + column.name)}")
-        outputs.append(f"{original} AS {identifier('o__' + column.name)}")
         errors.append(f"({quote(column.name)}, {error})")
     error_pairs = f"arrayFilter(x -> x.2 != '', [{', '.join(errors)}])"
+    # A line with parsed pairs is a valid JSON object; only the others pay for a second parse.
+    is_object = "notEmpty(pairs) OR (isValidJSON(line) AND JSONType(line) = 'Object')"
+    # Only rows that will be quarantined keep their line: the stage stays as small as the typed values.
     return f"""
 SELECT
-    line AS c__line,
-    if(is_object, {error_pairs}, [('', 'the line is not a valid JSON object')]) AS c__errors,
+    if(empty(c__errors), '', line) AS c__line,
+    if({is_object}, {error_pairs}, [('', 'the line is not a valid JSON object')]) AS c__errors,
     {", ".join(outputs)}
 FROM (
     SELECT
         line,
-        isValidJSON(line) AND JSONType(line) = 'Object' AS is_object,
+        pairs,
         {", ".join(helpers)}
     FROM (
-        SELECT replaceRegexpOne(raw, '\\r$', '') AS line
-        FROM {source}
-        WHERE NOT match(raw, '^\\\\s*$')
+        SELECT line, CAST(JSONExtractKeysAndValuesRaw(line), 'Map(String, String)') AS pairs
+        FROM (SELECT trim(TRAILING '\r' FROM raw) AS line FROM {source})
+        WHERE notEmpty(trimBoth(replaceAll(line, '\t', ' ')))
     )
 )
 """
@@ -171,7 +179,6 @@ def staging_columns(datasource: Datasource) -> str:
         if not _COMPOSITE.match(value_type):
             value_type = f"Nullable({value_type})"
         columns.append(f"{identifier('v__' + column.name)} {value_type}")
-        columns.append(f"{identifier('o__' + column.name)} Nullable(String)")
     return ", ".join(columns)
 
 
@@ -183,14 +190,31 @@ def insert_accepted(datasource: Datasource, target: str, stage: str) -> str:
 
 
 def insert_quarantined(datasource: Datasource, target: str, stage: str, import_id: str) -> str:
-    """INSERT the rows of the staging table with errors into the quarantine datasource."""
+    """INSERT the rows of the staging table with errors into the quarantine, with their original values."""
     names = ", ".join(identifier(c.name) for c in datasource.columns)
-    originals = ", ".join(identifier("o__" + c.name) for c in datasource.columns)
-    return (
-        f"INSERT INTO {target} (c__error_column, c__error, c__import_id, insertion_date, c__line, {names}) "
-        f"SELECT arrayFilter(x -> x != '', arrayMap(x -> x.1, c__errors)), arrayMap(x -> x.2, c__errors), "
-        f"{quote(import_id)}, now(), c__line, {originals} FROM {stage} WHERE notEmpty(c__errors)"
+    helpers, originals = [], []
+    for index, column in enumerate(datasource.columns):
+        column_helpers, _, original, _ = _column_parts(index, column)
+        helpers.extend(column_helpers[:3])  # raw, kind and text: enough for the value as sent
+        originals.append(original)
+    return f"""
+INSERT INTO {target} (c__error_column, c__error, c__import_id, insertion_date, c__line, {names})
+SELECT
+    arrayFilter(x -> x != '', arrayMap(x -> x.1, c__errors)),
+    arrayMap(x -> x.2, c__errors),
+    {quote(import_id)},
+    now(),
+    line,
+    {", ".join(originals)}
+FROM (
+    SELECT c__errors, line, {", ".join(helpers)}
+    FROM (
+        SELECT c__errors, c__line AS line, CAST(JSONExtractKeysAndValuesRaw(c__line), 'Map(String, String)') AS pairs
+        FROM {stage}
     )
+    WHERE notEmpty(c__errors)
+)
+"""
 
 
 def quarantine_columns(datasource: Datasource) -> str:
