@@ -137,9 +137,7 @@ def test_seed_appends_fixtures_to_a_persistent_workspace(repo):
     [
         (lambda r: (r / "fixtures/customers.ndjson").unlink(), ["check"], "missing fixture for datasource 'customers'"),
         (
-            lambda r: edit(
-                r / "tinybird/endpoints/customer_cltv.pipe", "FROM customer_transaction_totals_mv", "FROM x"
-            ),
+            lambda r: edit(r / "tinybird/endpoints/customer_cltv.pipe", "FROM customer_cltv_mv", "FROM x"),
             ["check"],
             "customer_cltv.pipe:",
         ),

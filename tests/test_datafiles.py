@@ -17,7 +17,7 @@ DATAFILES = datafiles(ROOT / "tinybird")
 
 
 def test_the_project_has_its_datafiles():
-    assert len(DATAFILES) == 16
+    assert len(DATAFILES) == 19  # 8 datasources, 5 materializations, 6 endpoints
 
 
 @pytest.mark.parametrize("path", DATAFILES, ids=lambda p: p.name)

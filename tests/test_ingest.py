@@ -143,8 +143,12 @@ def test_chunked_bytes_keep_every_row(workspace, monkeypatch):
 
 def test_appends_feed_the_materializations(workspace):
     workspace.append("customer_events", ndjson(EVENT, dict(EVENT, event_id="e2", customer_id=" CUST_1")))
-    data = rows(workspace, "SELECT customer_id, sum(events) AS n FROM customer_events_daily_mv GROUP BY customer_id")
+    data = rows(workspace, "SELECT customer_id, events AS n FROM customer_engagement_mv FINAL")
     assert data == [{"customer_id": "cust_1", "n": 2}]
+    copies = rows(
+        workspace, "SELECT customer_id, count() AS n FROM customer_events_by_customer_mv GROUP BY customer_id"
+    )
+    assert copies == [{"customer_id": "cust_1", "n": 2}]
 
 
 def test_unknown_datasource_and_missing_file(workspace, tmp_path):

@@ -29,9 +29,15 @@ def test_project_has_the_four_datasources_six_endpoints_and_materializations(pro
     }
     assert set(project.endpoints) == ENDPOINTS
     targets = {p.output_node.datasource for p in project.materializations.values()}
-    assert targets == {"customers_latest_mv", "customer_events_daily_mv", "customer_transaction_totals_mv"}
-    for target in targets:
-        assert project.datasources[target].engine == "AggregatingMergeTree"
+    assert targets == {
+        "customers_latest_mv",
+        "customer_events_by_customer_mv",
+        "customer_engagement_mv",
+        "customer_cltv_mv",
+    }
+    assert project.datasources["customers_latest_mv"].engine == "ReplacingMergeTree"
+    assert project.datasources["customer_engagement_mv"].engine == "AggregatingMergeTree"
+    assert project.datasources["customer_cltv_mv"].engine == "AggregatingMergeTree"
 
 
 def test_customers_keeps_the_latest_record_by_timestamp(project):
@@ -120,14 +126,14 @@ def test_syntax_error_names_the_file_and_line(broken: Path):
 
 def test_reading_an_unknown_table_names_the_node_and_its_line(broken: Path):
     path = broken / "endpoints" / "cltv_summary.pipe"
-    _replace(path, "FROM customer_transaction_totals_mv", "FROM customer_transaction_totals")
+    _replace(path, "FROM customer_cltv_mv FINAL", "FROM customer_cltv_oops FINAL")
     with pytest.raises(ProjectError) as error:
         load_project(broken)
     message = str(error.value)
     assert "cltv_summary.pipe:" in message
-    assert "customer_cltv_values" in message and "customer_transaction_totals" in message
+    assert "customers_with_transactions" in message and "customer_cltv_oops" in message
     line = int(message.split("cltv_summary.pipe:", 1)[1].split(":", 1)[0])
-    assert path.read_text().splitlines()[line - 1].startswith("NODE customer_cltv_values")
+    assert path.read_text().splitlines()[line - 1].startswith("NODE customers_with_transactions")
 
 
 def test_materialization_into_an_unknown_datasource(broken: Path):

@@ -33,9 +33,9 @@ def settle(ws) -> None:
     """Merge parts as background merges eventually would, so both measurements see steady state."""
     for table in (
         "customer_events",
-        "customer_events_daily_mv",
+        "customer_events_by_customer_mv",
         "customer_transactions",
-        "customer_transaction_totals_mv",
+        "customer_cltv_mv",
     ):
         ws.engine.execute(f"OPTIMIZE TABLE {ws.name}.{table} FINAL")
 
