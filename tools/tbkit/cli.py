@@ -216,9 +216,80 @@ def datagen(customers, scale, events_per_customer, random_seed, workers, out, as
         return
     for name, stats in summary["files"].items():
         click.echo(
-            f"{OK} {name:<28} {stats['rows']:>12,} rows  {stats['malformed']:>8,} malformed  {stats['bytes']:>14,} bytes"
+            f"{OK} {name:<28} {stats['rows']:>12,} rows  {stats['malformed']:>8,} malformed  "
+            f"{stats['bytes']:>14,} bytes"
         )
     click.echo(f"wrote {out} in {summary['seconds']:.1f}s")
+
+
+@main.command()
+@click.option("--project", "project_dir", type=click.Path(file_okay=False, path_type=Path), default="tinybird")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=7181, show_default=True, help="Port (Tinybird Local's).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=".tbkit", show_default=True)
+@click.option("--token", envvar="TB_TOKEN", help="Admin token (default: $TB_TOKEN, else generated and saved).")
+@click.option("--max-concurrency", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--query-timeout", type=click.FloatRange(min=0.1), help="Cancel queries running longer (seconds).")
+@click.option("-v", "--verbose", is_flag=True, help="Log every request (tokens redacted).")
+def serve(project_dir, host, port, data_dir, token, max_concurrency, query_timeout, verbose):
+    """Serve the Tinybird HTTP API over the embedded engine.
+
+    Builds tinybird/ into a persistent workspace in --data-dir (the data survives restarts) and
+    answers the Events API, the Data Sources API, /v0/pipes/<endpoint>.json, /v0/sql and
+    /v0/pipes/openapi.json as Tinybird does. Stop it with Ctrl+C.
+
+    \b
+    Example:
+      tbkit serve --port 7181
+      curl "http://localhost:7181/v0/pipes/cltv_summary.json?token=$TB_TOKEN"
+    """
+    import logging
+
+    from .server import ServerConfig
+    from .server import serve as run
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(message)s")
+    config = ServerConfig(
+        project_dir=project_dir,
+        data_dir=data_dir,
+        host=host,
+        port=port,
+        admin_token=token,
+        max_concurrency=max_concurrency,
+        query_timeout=query_timeout,
+    )
+
+    def ready(service, bound_port):
+        click.echo(f"{OK} serving {project_dir} on http://{host}:{bound_port} (data in {data_dir})")
+        if token:
+            click.echo("  admin token: the one given with --token / $TB_TOKEN")
+        else:
+            click.echo(f"  admin token: {service.tokens.admin.value}  (saved in {data_dir}/tokens.json)")
+        click.echo("  scoped tokens: tbkit tokens --data-dir " + str(data_dir))
+
+    run(config, on_ready=ready)
+
+
+@main.command()
+@click.option("--project", "project_dir", type=click.Path(file_okay=False, path_type=Path), default="tinybird")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=".tbkit", show_default=True)
+def tokens(project_dir, data_dir):
+    """List the tokens of the served workspace: name, scopes and value.
+
+    Scoped tokens come from `TOKEN <name> READ` lines in endpoints and `TOKEN <name> APPEND` lines in
+    datasources; their values are generated once and kept in --data-dir/tokens.json (mode 0600).
+
+    \b
+    Example:
+      tbkit tokens --data-dir .tbkit
+    """
+    from .project import load_project
+    from .tokens import TokenStore
+
+    store = TokenStore.load(data_dir, load_project(project_dir))
+    for token in store.tokens:
+        click.echo(f"{token.name:<30} {', '.join(token.describe())}")
+        click.echo(f"{'':<30} {token.value}")
 
 
 @main.command()

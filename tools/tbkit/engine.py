@@ -394,6 +394,13 @@ class Workspace:
         sql = self.endpoint_sql(name, params)
         return self.engine.execute(sql, _FORMATS[fmt], readonly=True).bytes()
 
+    def endpoint_columns(self, name: str) -> list[tuple[str, str]]:
+        """The (name, type) of every column an endpoint returns, without running it."""
+        pipe = self.project.endpoint(name)
+        sql = query.render_pipe(self.project, pipe, {}, self.name, placeholders=True)
+        text = self.engine.execute(f"DESCRIBE TABLE ({sql})", "TSV", readonly=True).bytes().decode()
+        return [tuple(line.split("\t")[:2]) for line in text.splitlines() if line]
+
     def endpoint(self, name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """Run an endpoint and return Tinybird's JSON response as a dict (meta, data, rows, statistics)."""
         return json.loads(self.query_endpoint(name, params or {}, "json"))

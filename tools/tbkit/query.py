@@ -31,8 +31,13 @@ def table_replacements(project: Project, database: str) -> dict[str, tuple[str, 
     return replacements
 
 
-def render_pipe(project: Project, pipe: Pipe, params: dict[str, Any], database: str, depth: int = 0) -> str:
-    """The SELECT that answers `pipe` for `params`, with every reference resolved."""
+def render_pipe(
+    project: Project, pipe: Pipe, params: dict[str, Any], database: str, depth: int = 0, placeholders: bool = False
+) -> str:
+    """The SELECT that answers `pipe` for `params`, with every reference resolved.
+
+    With `placeholders`, parameters take Tinybird's placeholder values instead (to learn the columns).
+    """
     if depth > 8:
         raise QueryError(f"pipe '{pipe.name}' reads other endpoints more than 8 levels deep")
     variables = template_variables(params)
@@ -40,7 +45,12 @@ def render_pipe(project: Project, pipe: Pipe, params: dict[str, Any], database: 
     output = pipe.output_node
     sql = ""
     for node in pipe.nodes:
-        sql = tinybird_adapter.render_template(node.template, variables, node.name) if node.is_template else node.sql
+        if not node.is_template:
+            sql = node.sql
+        elif placeholders:
+            sql = tinybird_adapter.render_template_for_check(node.template, node.name)
+        else:
+            sql = tinybird_adapter.render_template(node.template, variables, node.name)
         if not sql.strip():
             raise ParameterError(f"node '{node.name}' of pipe '{pipe.name}' renders to an empty query")
         if node is output:
@@ -50,7 +60,8 @@ def render_pipe(project: Project, pipe: Pipe, params: dict[str, Any], database: 
         for name in node.reads:
             if name not in replacements and name in project.endpoints:
                 other = project.endpoints[name]
-                replacements[name] = ("", f"({render_pipe(project, other, params, database, depth + 1)})")
+                other_sql = render_pipe(project, other, params, database, depth + 1, placeholders)
+                replacements[name] = ("", f"({other_sql})")
     try:
         return tinybird_adapter.replace_tables(sql, replacements)
     except Exception as e:
