@@ -6,10 +6,12 @@ temporary workspace and seeds the fixtures first, so every run starts from the s
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
 from . import fixtures
+from .client import AppendTotals, TinybirdClient
 from .engine import AppendResult, Engine, Workspace
 from .errors import ParameterError, TbkitError
 from .golden import Case, Response
@@ -49,8 +51,48 @@ class EmbeddedTarget:
             self.engine.close()
 
 
+class HttpTarget:
+    """A Tinybird API over HTTP (`tbkit serve`, Tinybird Local or Cloud), through `TinybirdClient`."""
+
+    def __init__(self, url: str, token: str | None, project: Project, settle_seconds: float = 60.0):
+        if not token:
+            raise ParameterError(f"a token is needed for {url}: pass --token or set TB_TOKEN")
+        self.name = url
+        self.project = project
+        self.client = TinybirdClient(url, token)
+        self.settle_seconds = settle_seconds
+
+    def prepare(self, fixtures_dir: Path) -> list[AppendTotals]:
+        """Empty every datasource, append the fixtures through the Events API and wait until all are stored."""
+        files = fixtures.fixture_files(self.project, fixtures_dir)
+        for name in self.project.datasources:
+            self.client.truncate(name)
+        totals = [self.client.append_ndjson(f.datasource, f.path) for f in files]
+        self.wait_for_rows({t.datasource: t.successful_rows for t in totals})
+        return totals
+
+    def wait_for_rows(self, expected: dict[str, int]) -> None:
+        """Poll row counts until they equal `expected`, or fail after the deadline."""
+        deadline = time.monotonic() + self.settle_seconds
+        while True:
+            counts = {name: self.client.row_count(name) for name in expected}
+            if counts == expected:
+                return
+            if time.monotonic() > deadline:
+                raise TbkitError(f"{self.name}: row counts {counts} did not reach {expected} within the deadline")
+            time.sleep(0.2)
+
+    def fetch(self, case: Case) -> Response:
+        """Call the case's endpoint over HTTP."""
+        status, body = self.client.query_pipe(case.endpoint, case.params)
+        return Response.from_json(status, body if isinstance(body, dict) else {"error": str(body)})
+
+    def close(self) -> None:
+        """Nothing to release: the data stays on the server."""
+
+
 def open_target(spec: str, project: Project, layout: Layout, token: str | None = None, seed: bool = False):
-    """A ready target for `spec`: `embedded` (built and seeded now)."""
+    """A ready target for `spec`: `embedded` (built and seeded now) or the URL of a Tinybird API."""
     if spec == "embedded":
         target = EmbeddedTarget(project)
         try:
@@ -59,4 +101,10 @@ def open_target(spec: str, project: Project, layout: Layout, token: str | None =
             target.close()
             raise
         return target
-    raise ParameterError(f"unknown target '{spec}': use embedded")
+    if spec.startswith(("http://", "https://")):
+        remote = HttpTarget(spec, token, project)
+        remote.client.health()
+        if seed:
+            remote.prepare(layout.fixtures_dir)
+        return remote
+    raise ParameterError(f"unknown target '{spec}': use embedded or the URL of a Tinybird API (http://HOST:PORT)")
