@@ -264,7 +264,7 @@ def serve(project_dir, host, port, data_dir, token, max_concurrency, query_timeo
         if token:
             click.echo("  admin token: the one given with --token / $TB_TOKEN")
         else:
-            click.echo(f"  admin token: {service.tokens.admin.value}  (saved in {data_dir}/tokens.json)")
+            click.echo(f"  admin token: {service.main.tokens.admin.value}  (saved in {data_dir}/tokens.json)")
         click.echo("  scoped tokens: tbkit tokens --data-dir " + str(data_dir))
 
     run(config, on_ready=ready)

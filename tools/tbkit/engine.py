@@ -258,13 +258,27 @@ class Workspace:
         """True when the workspace's database exists."""
         return self.engine.scalar(f"SELECT count() FROM system.databases WHERE name = {ingest.quote(self.name)}") == "1"
 
-    def build(self) -> None:
-        """Create the tables and materialized views; keep existing data, refuse incompatible schemas."""
+    def build(self, replace_changed: bool = False) -> None:
+        """Create the tables and materialized views; keep existing data, refuse incompatible schemas.
+
+        With `replace_changed` (a deliberate, destructive deployment), datasources whose columns changed are
+        recreated empty, and tables and views that are no longer in the project are dropped.
+        """
         self.engine.execute(f"CREATE DATABASE IF NOT EXISTS {ingest.identifier(self.name)}")
         existing = self._existing_columns()
+        changed = [ds for ds in self.project.datasources.values() if self._columns_differ(ds, existing.get(ds.name))]
+        if not replace_changed:
+            self.check_compatible()
+        expected_views = {ddl.view_name(pipe) for pipe in self.project.materializations.values()}
+        for view in self._views():
+            if view not in expected_views or replace_changed:
+                self.engine.execute(f"DROP VIEW IF EXISTS {self._table(view)}")
+        if replace_changed:
+            keep = set(self.project.datasources) | {n + ingest.QUARANTINE_SUFFIX for n in self.project.datasources}
+            for table in existing:
+                if table not in keep or table.removesuffix(ingest.QUARANTINE_SUFFIX) in {d.name for d in changed}:
+                    self.engine.execute(f"DROP TABLE IF EXISTS {self._table(table)} SYNC")
         for datasource in self.project.datasources.values():
-            if datasource.name in existing:
-                self._check_columns(datasource, existing[datasource.name])
             self.engine.execute(ddl.create_table(self.name, datasource))
             self.engine.execute(ddl.create_quarantine_table(self.name, datasource))
         for pipe in self.project.materializations.values():
@@ -273,6 +287,26 @@ class Workspace:
                 self.engine.execute(ddl.create_materialized_view(self.name, self.project, pipe))
             except QueryError as e:
                 raise ProjectError(str(e), path=str(pipe.path), line=pipe.output_node.line) from None
+
+    def check_compatible(self) -> None:
+        """Raise ProjectError when a datasource's stored columns differ from its datafile's."""
+        existing = self._existing_columns()
+        for datasource in self.project.datasources.values():
+            if self._columns_differ(datasource, existing.get(datasource.name)):
+                self._refuse_change(datasource, existing[datasource.name])
+
+    def _views(self) -> list[str]:
+        text = self.engine.execute(
+            f"SELECT name FROM system.tables WHERE database = {ingest.quote(self.name)} AND engine = 'MaterializedView'"
+        )
+        return [line for line in text.bytes().decode().splitlines() if line]
+
+    @staticmethod
+    def _columns_differ(datasource: Any, actual: list[tuple[str, str]] | None) -> bool:
+        if actual is None:
+            return False
+        expected = [(c.name, c.full_type.replace(", ", ",")) for c in datasource.columns]
+        return [(n, t.replace(", ", ",")) for n, t in actual] != expected
 
     def _existing_columns(self) -> dict[str, list[tuple[str, str]]]:
         text = self.engine.execute(
@@ -285,17 +319,15 @@ class Workspace:
             tables.setdefault(table, []).append((name, column_type))
         return tables
 
-    def _check_columns(self, datasource: Any, actual: list[tuple[str, str]]) -> None:
+    def _refuse_change(self, datasource: Any, actual: list[tuple[str, str]]) -> None:
         expected = [(c.name, c.full_type) for c in datasource.columns]
-        normalized = [(name, column_type.replace(", ", ",")) for name, column_type in actual]
-        if normalized != [(name, column_type.replace(", ", ",")) for name, column_type in expected]:
-            raise ProjectError(
-                f"workspace '{self.name}' already holds datasource '{datasource.name}' with columns "
-                f"{', '.join(f'{n} {t}' for n, t in actual)}, but the datafile declares "
-                f"{', '.join(f'{n} {t}' for n, t in expected)}. Data is never dropped implicitly: use a new "
-                "data directory or workspace, or truncate and rebuild it deliberately",
-                path=str(datasource.path),
-            )
+        raise ProjectError(
+            f"workspace '{self.name}' already holds datasource '{datasource.name}' with columns "
+            f"{', '.join(f'{n} {t}' for n, t in actual)}, but the datafile declares "
+            f"{', '.join(f'{n} {t}' for n, t in expected)}. Data is never dropped implicitly: use a new "
+            "data directory or workspace, or deploy with --allow-destructive-operations to recreate it empty",
+            path=str(datasource.path),
+        )
 
     def drop(self) -> None:
         """Delete the workspace and all its data."""

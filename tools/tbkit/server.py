@@ -28,7 +28,7 @@ import tornado.httpserver
 import tornado.web
 
 from . import openapi, tinybird_adapter
-from .engine import Engine, Workspace
+from .engine import Engine
 from .errors import (
     AuthError,
     IngestError,
@@ -38,8 +38,9 @@ from .errors import (
     TbkitError,
     TooManyRequestsError,
 )
-from .project import Project, load_project
-from .tokens import Token, TokenStore
+from .project import load_project
+from .tokens import Token
+from .workspaces import Registry, Tenant
 
 log = logging.getLogger("tbkit.server")
 _TOKEN_IN_QUERY = re.compile(r"(token=)[^&\s]+")
@@ -81,32 +82,36 @@ def redact(uri: str) -> str:
 
 
 class Service:
-    """The served state: project, engine, workspace, tokens, executor and the concurrency limit."""
+    """The served state: engine, workspaces, executor and the concurrency limit."""
 
     def __init__(self, config: ServerConfig):
         self.config = config
-        self.project: Project = load_project(config.project_dir)
+        project = load_project(config.project_dir)
         self.engine = Engine.open(config.data_dir, query_timeout=config.query_timeout)
         try:
-            self.workspace: Workspace = self.engine.workspace(config.workspace, self.project)
-            self.workspace.build()
-            self.tokens = TokenStore.load(config.data_dir, self.project, config.admin_token)
+            self.registry = Registry.open(self.engine, Path(config.data_dir), project, config.admin_token)
         except BaseException:
             self.engine.close()
             raise
         self.executor = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="tbkit")
         self.in_flight = 0
-        self._columns: dict[str, list[tuple[str, str]]] | None = None
+        self._columns: dict[tuple[str, int], dict[str, list[tuple[str, str]]]] = {}
+
+    @property
+    def main(self) -> Tenant:
+        """The workspace built from the served project folder."""
+        return self.registry.main
 
     async def run(self, function: Callable, *args: Any) -> Any:
         """Run a blocking engine call in the thread pool."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
 
-    def endpoint_columns(self) -> dict[str, list[tuple[str, str]]]:
-        """Columns of every endpoint, computed once."""
-        if self._columns is None:
-            self._columns = {name: self.workspace.endpoint_columns(name) for name in self.project.endpoints}
-        return self._columns
+    def endpoint_columns(self, tenant: Tenant) -> dict[str, list[tuple[str, str]]]:
+        """Columns of every endpoint of a workspace, computed once per deployment."""
+        key = (tenant.name, len(tenant.deployments))
+        if key not in self._columns:
+            self._columns[key] = {name: tenant.workspace.endpoint_columns(name) for name in tenant.project.endpoints}
+        return self._columns[key]
 
     def close(self) -> None:
         """Stop the thread pool and release the engine."""
@@ -164,12 +169,15 @@ class BaseHandler(tornado.web.RequestHandler):
             return super().log_exception(typ, value, tb)
         log.error("unexpected error on %s %s", self.request.method, redact(self.request.uri), exc_info=(typ, value, tb))
 
-    def token(self) -> Token:
-        """The request's token, from `Authorization: Bearer` or `?token=`."""
+    def token_value(self) -> str | None:
+        """The token sent with the request, as `Authorization: Bearer` or `?token=`."""
         header = self.request.headers.get("Authorization", "")
         value = header[7:].strip() if header.lower().startswith("bearer ") else None
-        value = value or self.get_query_argument("token", None)
-        return self.service.tokens.authenticate(value)
+        return value or self.get_query_argument("token", None)
+
+    def auth(self) -> tuple[Tenant, Token]:
+        """The workspace and token of the request's token (AuthError when missing or unknown)."""
+        return self.service.registry.authenticate(self.token_value())
 
     def query_params(self) -> dict[str, str]:
         """Query parameters as single strings (the last value wins), `token` removed."""
@@ -189,11 +197,11 @@ class HealthHandler(BaseHandler):
         pass
 
     def get(self) -> None:
-        project = self.service.project
+        project = self.service.main.project
         self.send_json(
             {
                 "status": "ok",
-                "workspace": self.service.workspace.name,
+                "workspace": self.service.main.name,
                 "datasources": len(project.datasources),
                 "endpoints": len(project.endpoints),
             }
@@ -210,7 +218,7 @@ class IndexHandler(BaseHandler):
         self.set_header("Content-Type", "text/html; charset=utf-8")
         base = f"{self.request.protocol}://{self.request.host}"
         items = []
-        for name, pipe in sorted(self.service.project.endpoints.items()):
+        for name, pipe in sorted(self.service.main.project.endpoints.items()):
             example = "&".join(f"{p.name}={_example_value(p)}" for p in pipe.parameters.values() if p.required)
             url = f"{base}/v0/pipes/{name}.json?{example + '&' if example else ''}token=$TB_TOKEN"
             description = html.escape(pipe.description)
@@ -249,8 +257,8 @@ class EventsHandler(BaseHandler):
         name = self.get_query_argument("name", None)
         if not name:
             raise ParameterError("The 'name' parameter is required: /v0/events?name=<datasource>")
-        token = self.token()
-        self.service.project.datasource(name)
+        tenant, token = self.auth()
+        tenant.project.datasource(name)
         if not token.can_append(name):
             raise AuthError(f"Forbidden: this token has no APPEND scope on the Data Source '{name}'")
         content_type = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
@@ -262,7 +270,7 @@ class EventsHandler(BaseHandler):
         if len(self.request.body) > limit:
             raise PayloadTooLargeError(f"The body is larger than the Events API limit of {limit} bytes")
         body = _decompress(self.request.body, self.request.headers.get("Content-Encoding"), limit)
-        result = await self.service.run(self.service.workspace.append, name, body)
+        result = await self.service.run(tenant.workspace.append, name, body)
         wait = self.get_query_argument("wait", "false").lower() in ("true", "1")
         self.send_json(result.to_dict(), 200 if wait else 202)
 
@@ -277,8 +285,8 @@ class DatasourcesHandler(BaseHandler):
         mode = self.get_query_argument("mode", "append")
         if mode != "append":
             raise ParameterError(f"Unsupported mode '{mode}': this server supports mode=append")
-        token = self.token()
-        datasource = self.service.project.datasource(name)
+        tenant, token = self.auth()
+        datasource = tenant.project.datasource(name)
         if not token.can_append(name):
             raise AuthError(f"Forbidden: this token has no APPEND scope on the Data Source '{name}'")
         data, filename = self._upload()
@@ -289,7 +297,7 @@ class DatasourcesHandler(BaseHandler):
         elif fmt not in ("ndjson", "jsonl", "json"):
             raise ParameterError(f"Unsupported format '{fmt}': use format=ndjson or format=csv")
         started = time.perf_counter()
-        result = await self.service.run(self.service.workspace.append, name, data)
+        result = await self.service.run(tenant.workspace.append, name, data)
         self.send_json(
             {
                 "id": result.import_id,
@@ -318,10 +326,10 @@ class DatasourcesHandler(BaseHandler):
         )
 
     async def get(self) -> None:
-        token = self.token()
+        tenant, token = self.auth()
         if not token.admin:
             raise AuthError("Forbidden: listing Data Sources needs the admin token")
-        names = sorted(self.service.project.datasources)
+        names = sorted(tenant.project.datasources)
         self.send_json({"datasources": [{"name": n, "type": "ndjson"} for n in names]})
 
 
@@ -349,9 +357,10 @@ class TruncateHandler(BaseHandler):
     """`POST /v0/datasources/<name>/truncate` (admin): empty a datasource and its quarantine."""
 
     async def post(self, name: str) -> None:
-        if not self.token().admin:
+        tenant, token = self.auth()
+        if not token.admin:
             raise AuthError("Forbidden: truncating a Data Source needs the admin token")
-        await self.service.run(self.service.workspace.truncate, name)
+        await self.service.run(tenant.workspace.truncate, name)
         self.send_json({"result": "ok", "datasource": name})
 
 
@@ -371,11 +380,11 @@ class PipeHandler(BaseHandler):
         await self._answer(name, fmt, params)
 
     async def _answer(self, name: str, fmt: str, params: dict[str, str]) -> None:
-        token = self.token()
-        self.service.project.endpoint(name)
+        tenant, token = self.auth()
+        tenant.project.endpoint(name)
         if not token.can_read_pipe(name):
             raise AuthError(f"Forbidden: this token has no READ scope on the pipe '{name}'")
-        body = await self.service.run(self.service.workspace.query_endpoint, name, params, fmt)
+        body = await self.service.run(tenant.workspace.query_endpoint, name, params, fmt)
         self.set_header("Content-Type", _FORMATS[fmt])
         self.finish(body)
 
@@ -384,9 +393,9 @@ class OpenApiHandler(BaseHandler):
     """`GET /v0/pipes/openapi.json`: the OpenAPI 3 document of the endpoints the token can read."""
 
     async def get(self) -> None:
-        token = self.token()
-        columns = await self.service.run(self.service.endpoint_columns)
-        readable = {n: p for n, p in self.service.project.endpoints.items() if token.can_read_pipe(n)}
+        tenant, token = self.auth()
+        columns = await self.service.run(self.service.endpoint_columns, tenant)
+        readable = {n: p for n, p in tenant.project.endpoints.items() if token.can_read_pipe(n)}
         url = f"{self.request.protocol}://{self.request.host}"
         self.send_json(openapi.document(readable, columns, url))
 
@@ -406,7 +415,7 @@ class SqlHandler(BaseHandler):
     async def _answer(self, q: str | None) -> None:
         if not q or not q.strip():
             raise ParameterError("The 'q' parameter is required: /v0/sql?q=SELECT ...")
-        token = self.token()
+        tenant, token = self.auth()
         if not token.admin:
             try:
                 tables = [table for _, table in tinybird_adapter.used_tables_with_database(q)]
@@ -415,7 +424,7 @@ class SqlHandler(BaseHandler):
             if not token.can_query(tables):
                 raise AuthError("Forbidden: this token cannot read every resource of the query")
         params = {k: v for k, v in self.query_params().items() if k != "q"}
-        body = await self.service.run(self.service.workspace.sql, q, params)
+        body = await self.service.run(tenant.workspace.sql, q, params)
         self.finish(body)
 
 
