@@ -230,8 +230,13 @@ def datagen(customers, scale, events_per_customer, random_seed, workers, out, as
 @click.option("--token", envvar="TB_TOKEN", help="Admin token (default: $TB_TOKEN, else generated and saved).")
 @click.option("--max-concurrency", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--query-timeout", type=click.FloatRange(min=0.1), help="Cancel queries running longer (seconds).")
+@click.option(
+    "--local-api",
+    is_flag=True,
+    help="Also answer Tinybird Local's API (/tokens, workspaces, /v1/deploy, /v1/build), so `tb --local` works.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log every request (tokens redacted).")
-def serve(project_dir, host, port, data_dir, token, max_concurrency, query_timeout, verbose):
+def serve(project_dir, host, port, data_dir, token, max_concurrency, query_timeout, local_api, verbose):
     """Serve the Tinybird HTTP API over the embedded engine.
 
     Builds tinybird/ into a persistent workspace in --data-dir (the data survives restarts) and
@@ -257,6 +262,7 @@ def serve(project_dir, host, port, data_dir, token, max_concurrency, query_timeo
         admin_token=token,
         max_concurrency=max_concurrency,
         query_timeout=query_timeout,
+        local_api=local_api,
     )
 
     def ready(service, bound_port):
@@ -266,6 +272,8 @@ def serve(project_dir, host, port, data_dir, token, max_concurrency, query_timeo
         else:
             click.echo(f"  admin token: {service.main.tokens.admin.value}  (saved in {data_dir}/tokens.json)")
         click.echo("  scoped tokens: tbkit tokens --data-dir " + str(data_dir))
+        if local_api:
+            click.echo(f"  Tinybird Local API on: TB_LOCAL_HOST={host} TB_LOCAL_PORT={bound_port} tb --local deploy")
 
     run(config, on_ready=ready)
 

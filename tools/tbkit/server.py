@@ -74,6 +74,7 @@ class ServerConfig:
     max_concurrency: int = 32
     query_timeout: float | None = None
     threads: int = 16
+    local_api: bool = False
 
 
 def redact(uri: str) -> str:
@@ -96,6 +97,23 @@ class Service:
         self.executor = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="tbkit")
         self.in_flight = 0
         self._columns: dict[tuple[str, int], dict[str, list[tuple[str, str]]]] = {}
+        self.jobs: dict[str, dict[str, Any]] = {}
+
+    def record_job(self, tenant: Tenant, kind: str, datasource: str, result: dict, job_id: str) -> dict[str, Any]:
+        """Remember a finished job (appends run to completion before answering) for the Jobs API."""
+        job = {
+            "id": job_id,
+            "kind": kind,
+            "status": "done",
+            "workspace": tenant.id,
+            "datasource": {"id": datasource, "name": datasource},
+            "statistics": result,
+            **result,
+        }
+        self.jobs[job_id] = job
+        while len(self.jobs) > 1000:
+            self.jobs.pop(next(iter(self.jobs)))
+        return job
 
     @property
     def main(self) -> Tenant:
@@ -364,6 +382,52 @@ class TruncateHandler(BaseHandler):
         self.send_json({"result": "ok", "datasource": name})
 
 
+class DatasourceInfoHandler(BaseHandler):
+    """`GET /v0/datasources/<name>`: a datasource's schema, engine and row count."""
+
+    async def get(self, name: str) -> None:
+        tenant, token = self.auth()
+        datasource = tenant.project.datasource(name)
+        if not (token.admin or token.can_append(name) or token.can_query([name])):
+            raise AuthError(f"Forbidden: this token has no scope on the Data Source '{name}'")
+        rows = await self.service.run(tenant.workspace.row_count, name)
+        self.send_json(
+            {
+                "id": name,
+                "name": name,
+                "description": datasource.description,
+                "type": "ndjson",
+                "engine": {"engine": datasource.engine, **datasource.engine_args},
+                "columns": [{"name": c.name, "type": c.full_type, "jsonpath": c.jsonpath} for c in datasource.columns],
+                "statistics": {"row_count": rows},
+            }
+        )
+
+
+class PipeInfoHandler(BaseHandler):
+    """`GET /v0/pipes/<name>`: a pipe's nodes and their types, as `tb test run` reads them."""
+
+    def get(self, name: str) -> None:
+        tenant, token = self.auth()
+        if name not in tenant.project.pipes:
+            raise NotFoundError(f"The pipe '{name}' does not exist")
+        if not token.can_read_pipe(name):
+            raise AuthError(f"Forbidden: this token has no READ scope on the pipe '{name}'")
+        pipe = tenant.project.pipes[name]
+        output = pipe.output_node
+        nodes = [
+            {
+                "id": node.name,
+                "name": node.name,
+                "sql": node.sql,
+                "description": node.description,
+                "node_type": node.type if node is output and pipe.kind != "pipe" else "standard",
+            }
+            for node in pipe.nodes
+        ]
+        self.send_json({"id": name, "name": name, "description": pipe.description, "type": pipe.kind, "nodes": nodes})
+
+
 class PipeHandler(BaseHandler):
     """`GET|POST /v0/pipes/<name>.json|.csv|.ndjson`: call an endpoint."""
 
@@ -454,10 +518,16 @@ def make_app(service: Service) -> tornado.web.Application:
         (r"/v0/events", EventsHandler, args),
         (r"/v0/datasources", DatasourcesHandler, args),
         (r"/v0/datasources/([^/]+)/truncate", TruncateHandler, args),
+        (r"/v0/datasources/([^/]+)", DatasourceInfoHandler, args),
         (r"/v0/pipes/openapi\.json", OpenApiHandler, args),
         (r"/v0/pipes/([^/.]+)\.(json|csv|ndjson)", PipeHandler, args),
+        (r"/v0/pipes/([^/.]+)", PipeInfoHandler, args),
         (r"/v0/sql", SqlHandler, args),
     ]
+    if service.config.local_api:
+        from . import local_api  # imports this module: loaded only when the Local API is wanted
+
+        routes = local_api.routes(service) + routes
     return tornado.web.Application(
         routes, default_handler_class=NotFoundHandler, default_handler_args=args, log_function=_log_request
     )
