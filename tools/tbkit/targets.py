@@ -6,11 +6,13 @@ temporary workspace and seeds the fixtures first, so every run starts from the s
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
-from . import fixtures
+from . import fixtures, tbcli
 from .client import AppendTotals, TinybirdClient
 from .engine import AppendResult, Engine, Workspace
 from .errors import ParameterError, TbkitError
@@ -91,8 +93,47 @@ class HttpTarget:
         """Nothing to release: the data stays on the server."""
 
 
-def open_target(spec: str, project: Project, layout: Layout, token: str | None = None, seed: bool = False):
-    """A ready target for `spec`: `embedded` (built and seeded now) or the URL of a Tinybird API."""
+def _open_local(project: Project, layout: Layout, on_message: Callable[[str], object]) -> HttpTarget:
+    """Deploy to Tinybird Local with `tb`, then start its workspace from the fixtures alone."""
+    address = tbcli.local_address({**tbcli.read_env_files(Path("."), layout.project_dir), **os.environ})
+    on_message(f"deploying {layout.project_dir} to Tinybird Local at {address} with tb --local deploy")
+    output: list[str] = []
+    tbcli.deploy("local", layout.project_dir, on_output=output.append)
+    remote = HttpTarget(address, tbcli.local_workspace_token(layout.project_dir, address), project)
+    remote.name = f"local ({address})"
+    remote.prepare(layout.fixtures_dir)
+    return remote
+
+
+def _open_cloud(project: Project, layout: Layout, seed: bool, on_message: Callable[[str], object]) -> HttpTarget:
+    """A deployed Tinybird Cloud workspace; its data is only replaced by the fixtures when asked."""
+    host, token = tbcli.cloud_credentials(layout.project_dir)
+    remote = HttpTarget(host, token, project)
+    remote.name = f"cloud ({host})"
+    if seed:
+        on_message(f"--seed: emptying every datasource of the workspace at {host} and appending the fixtures")
+        remote.prepare(layout.fixtures_dir)
+    else:
+        on_message(
+            f"not seeding {host}: its datasources keep their data, so cases pass only if it holds the fixtures; "
+            "pass --seed to empty the workspace's datasources and append the fixtures"
+        )
+    return remote
+
+
+def open_target(
+    spec: str,
+    project: Project,
+    layout: Layout,
+    token: str | None = None,
+    seed: bool = False,
+    on_message: Callable[[str], object] = lambda message: None,
+):
+    """A ready target: `embedded`, `local` (Tinybird Local), `cloud` (TB_HOST/TB_TOKEN) or a URL."""
+    if spec == "local":
+        return _open_local(project, layout, on_message)
+    if spec == "cloud":
+        return _open_cloud(project, layout, seed, on_message)
     if spec == "embedded":
         target = EmbeddedTarget(project)
         try:
@@ -107,4 +148,4 @@ def open_target(spec: str, project: Project, layout: Layout, token: str | None =
         if seed:
             remote.prepare(layout.fixtures_dir)
         return remote
-    raise ParameterError(f"unknown target '{spec}': use embedded or the URL of a Tinybird API (http://HOST:PORT)")
+    raise ParameterError(f"unknown target '{spec}': use embedded, local, cloud or the URL of a Tinybird API")

@@ -7,7 +7,9 @@ package's internals are not a public API: keeping every call here means a versio
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from typing import Any
 
 import click
@@ -97,3 +99,10 @@ def replace_tables(sql: str, replacements: dict[str, tuple[str, str]], check_fun
 def format_sql_error(error: Exception) -> str:
     """The message of an exception raised by the table rewriter, for a ProjectError or QueryError."""
     return _clean(str(error))
+
+
+def local_build_workspace_name(project_dir: str | Path) -> str:
+    """The workspace name `tb --local build|deploy` uses for a project folder (a hash of its path)."""
+    from tinybird.tb.modules.local_common import get_build_workspace_name
+
+    return get_build_workspace_name(os.path.normpath(os.path.abspath(project_dir)))
