@@ -190,8 +190,19 @@ class Engine:
             conn = self._connect(readonly)
         try:
             yield conn
-        finally:
-            pool.put(conn)
+        except BaseException:
+            # A failed or cancelled query can leave its partial output in the connection's buffer, where it
+            # would be prepended to the next answer: never reuse such a connection.
+            self._discard(conn)
+            raise
+        pool.put(conn)
+
+    def _discard(self, conn: Any) -> None:
+        with self._pool_lock:
+            if conn in self._all:
+                self._all.remove(conn)
+        with contextlib.suppress(Exception):
+            conn.close()
 
     def execute(self, sql: str, fmt: str = "TSV", readonly: bool = False) -> Any:
         """Run one statement; ClickHouse errors become QueryError (or QueryTimeoutError)."""
@@ -265,6 +276,7 @@ class Workspace:
         recreated empty, and tables and views that are no longer in the project are dropped.
         """
         self.engine.execute(f"CREATE DATABASE IF NOT EXISTS {ingest.identifier(self.name)}")
+        self._drop_stages()
         existing = self._existing_columns()
         changed = [ds for ds in self.project.datasources.values() if self._columns_differ(ds, existing.get(ds.name))]
         if not replace_changed:
@@ -287,6 +299,14 @@ class Workspace:
                 self.engine.execute(ddl.create_materialized_view(self.name, self.project, pipe))
             except QueryError as e:
                 raise ProjectError(str(e), path=str(pipe.path), line=pipe.output_node.line) from None
+
+    def _drop_stages(self) -> None:
+        """Drop staging tables an interrupted append left behind (they only ever hold unacknowledged rows)."""
+        text = self.engine.execute(
+            f"SELECT name FROM system.tables WHERE database = {ingest.quote(self.name)} AND name LIKE '\\_\\_stage\\_%'"
+        )
+        for table in text.bytes().decode().splitlines():
+            self.engine.execute(f"DROP TABLE IF EXISTS {self._table(table)}")
 
     def check_compatible(self) -> None:
         """Raise ProjectError when a datasource's stored columns differ from its datafile's."""

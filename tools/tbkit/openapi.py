@@ -43,6 +43,8 @@ def parameter_schema(parameter: Parameter) -> dict[str, Any]:
         schema = {"type": "string", "description": "Comma-separated values"}
     else:
         schema = {"type": "string"}
+        if parameter.required:
+            schema["pattern"] = r"\S"  # a required text parameter needs more than spaces
     if parameter.enum:
         schema["enum"] = list(parameter.enum)
     if parameter.default is not None:
@@ -94,6 +96,8 @@ def _responses(columns: list[tuple[str, str]]) -> dict[str, Any]:
         "400": {"description": "A parameter is missing, has the wrong type or an invalid value", **error},
         "403": {"description": "The token is missing, invalid or cannot read this endpoint", **error},
         "404": {"description": "The endpoint does not exist", **error},
+        "408": {"description": "The query ran past the server's time limit and was cancelled", **error},
+        "429": {"description": "Too many concurrent requests; retry after the Retry-After header", **error},
     }
 
 

@@ -222,6 +222,7 @@ class HealthHandler(BaseHandler):
                 "workspace": self.service.main.name,
                 "datasources": len(project.datasources),
                 "endpoints": len(project.endpoints),
+                "requests_in_flight": self.service.in_flight,
             }
         )
 
@@ -289,6 +290,7 @@ class EventsHandler(BaseHandler):
             raise PayloadTooLargeError(f"The body is larger than the Events API limit of {limit} bytes")
         body = _decompress(self.request.body, self.request.headers.get("Content-Encoding"), limit)
         result = await self.service.run(tenant.workspace.append, name, body)
+        self.set_header("X-Tbkit-Import-Id", result.import_id)
         wait = self.get_query_argument("wait", "false").lower() in ("true", "1")
         self.send_json(result.to_dict(), 200 if wait else 202)
 
