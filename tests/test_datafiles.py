@@ -7,8 +7,6 @@ import importlib.util
 import sys
 from pathlib import Path
 
-import pytest
-
 from tbkit import tbcli
 from tbkit.lint import datafiles
 
@@ -20,17 +18,17 @@ def test_the_project_has_its_datafiles():
     assert len(DATAFILES) == 19  # 8 datasources, 5 materializations, 6 endpoints
 
 
-@pytest.mark.parametrize("path", DATAFILES, ids=lambda p: p.name)
-def test_tb_fmt_diff_passes(path: Path):
-    assert tbcli.fmt_diff([path]) == []
+def test_tb_fmt_diff_passes_on_every_datafile():
+    problems = tbcli.fmt_diff(DATAFILES)
+    assert [str(p.path) for p in problems] == [], "\n".join(p.diff for p in problems)
 
 
-def test_tb_fmt_diff_catches_a_misformatted_file(tmp_path: Path):
+def test_tb_fmt_diff_catches_a_misformatted_file_among_clean_ones(tmp_path: Path):
     path = tmp_path / "bad.datasource"
     path.write_text('SCHEMA >\n    `a` String `json:$.a`\n\nENGINE "MergeTree"\nENGINE_SORTING_KEY "a"\n')
-    problems = tbcli.fmt_diff([path])
+    problems = tbcli.fmt_diff([*DATAFILES[:3], path])
     assert [p.path for p in problems] == [path]
-    assert "ENGINE MergeTree" in problems[0].diff
+    assert "+ENGINE MergeTree" in problems[0].diff
 
 
 def test_tb_fixtures_resolve_to_the_same_files():

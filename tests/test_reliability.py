@@ -415,7 +415,7 @@ def test_a_slow_query_is_cancelled_at_the_timeout_and_appends_go_on(tmp_path):
 
 def test_too_many_concurrent_requests_get_429_and_the_client_honours_retry_after(tmp_path):
     running = ServerProcess(
-        tmp_path / "data", "admin-token-for-tests", "--max-concurrency", "1", "--query-timeout", "20"
+        tmp_path / "data", "admin-token-for-tests", "--max-concurrency", "1", "--query-timeout", "4"
     ).start()
     try:
         thread = threading.Thread(

@@ -51,20 +51,28 @@ class FormatProblem:
 
 
 def fmt_diff(paths: list[Path], cwd: Path | None = None) -> list[FormatProblem]:
-    """Run `tb fmt --diff` on each datafile; the files it would reformat, with their diffs."""
-    tb = tb_executable()
-    problems = []
-    for path in paths:
-        run = subprocess.run(
-            [tb, "fmt", "--diff", str(path)],
-            capture_output=True,
-            text=True,
-            env=tb_environment(),
-            cwd=cwd,
-            timeout=60,
-        )
-        if run.returncode != 0:
-            problems.append(FormatProblem(path, (run.stdout + run.stderr).strip()))
+    """Run `tb fmt --diff` once over the datafiles; the files it would reformat, with their diffs."""
+    if not paths:
+        return []
+    run = subprocess.run(
+        [tb_executable(), "fmt", "--diff", *map(str, paths)],
+        capture_output=True,
+        text=True,
+        env=tb_environment(),
+        cwd=cwd,
+        timeout=300,
+    )
+    if run.returncode == 0:
+        return []
+    output = _ANSI.sub("", run.stdout + run.stderr)
+    # tb prints one diff per file, each headed `--- <file name> local`.
+    sections = re.split(r"^--- (\S+) local$", output, flags=re.M)
+    diffs = dict(zip(sections[1::2], sections[2::2], strict=False))
+    problems = [
+        FormatProblem(p, ("--- " + p.name + " local" + diffs[p.name]).strip()) for p in paths if p.name in diffs
+    ]
+    if not problems:  # not a diff: tb could not parse a file; report its message against every file given
+        problems = [FormatProblem(p, output.strip()) for p in paths]
     return problems
 
 
