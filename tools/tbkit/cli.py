@@ -332,6 +332,50 @@ def deploy(project_dir, target, check_only, allow_destructive_operations):
 
 
 @main.command()
+@click.option("--scale", type=click.Choice(["S", "M", "L"]), help="S = 10k customers, M = 100k, L = 1M.")
+@click.option("--customers", type=click.IntRange(min=100), help="A custom number of customers instead of --scale.")
+@click.option("--target", type=click.Choice(["embedded", "http"]), default="embedded", show_default=True)
+@click.option("--calls", type=click.IntRange(min=5), default=200, show_default=True, help="Calls per series.")
+@click.option("--seed", "random_seed", type=int, default=0, show_default=True)
+@click.option("--no-peer", is_flag=True, help="Skip DuckDB.")
+@click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path), default=".tbkit/bench", show_default=True)
+@click.option("--project", "project_dir", type=click.Path(file_okay=False, path_type=Path), default="tinybird")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="JSON result (default in --work-dir).")
+@click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False, path_type=Path), help="Markdown table.")
+def bench(scale, customers, target, calls, random_seed, no_peer, work_dir, project_dir, out, markdown_path):
+    """Measure ingestion and endpoint latency at a scale, beside DuckDB on the same data.
+
+    Generates (or reuses) the data, loads it into a fresh embedded workspace, times bulk appends and the
+    Events API in 10k-row batches, calls every endpoint with default and varied parameters in-process
+    and over HTTP, measures `tbkit serve` start-up and peak memory, and runs the same six endpoints in
+    DuckDB (pip install '.[bench]'), checking both return the same rows.
+
+    \b
+    Examples:
+      tbkit bench --scale S
+      tbkit bench --scale L --target http --markdown docs/bench-L.md
+    """
+    from .bench import BenchConfig, markdown, run
+
+    if (customers is None) == (scale is None):
+        raise click.UsageError("pass exactly one of --scale and --customers")
+    config = BenchConfig(
+        scale=scale,
+        customers=customers,
+        calls=calls,
+        target=target,
+        seed=random_seed,
+        work_dir=work_dir,
+        project_dir=project_dir,
+        peer=not no_peer,
+        command="tbkit " + " ".join(sys.argv[1:]),
+        log=lambda message: click.echo(f"» {message}", err=True),
+    )
+    result = run(config, out, markdown_path)
+    click.echo(markdown(result))
+
+
+@main.command()
 @layout_options
 def lint(project_dir, fixtures_dir):
     """Check datafiles with `tb fmt --diff` and the project loader's validation.

@@ -1,0 +1,571 @@
+"""`tbkit bench`: ingestion and endpoint latency at a named scale, beside DuckDB on the same data.
+
+One run generates (or reuses) deterministic data, loads it into a fresh embedded workspace, measures bulk
+appends and the Events API, calls every endpoint with default and varied parameters in-process and over
+HTTP through `tbkit serve`, measures the server's start-up and peak memory, and computes the same six
+endpoints in DuckDB in-process, checking both give the same rows. It writes a JSON result and a markdown table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import chdb
+import requests
+
+from . import __version__, datagen, golden
+from .engine import Engine, Workspace
+from .errors import TbkitError
+from .project import Project, load_project
+
+ENDPOINTS = (
+    "customer_segment_lookup",
+    "customer_cltv",
+    "customer_engagement_analysis",
+    "customer_segments_summary",
+    "cltv_summary",
+    "cltv_by_location",
+)
+PER_CUSTOMER = ("customer_segment_lookup", "customer_cltv")
+LOCATIONS = ["New York", "Chicago", "Austin", "Seattle", "Miami", "Boston", "Denver"]
+EVENT_TYPES = ["purchase", "login", "page_view", "add_to_cart"]
+EVENTS_API_ROWS = 300_000
+BATCH = 10_000
+
+
+@dataclass
+class BenchConfig:
+    """What to measure: a named scale (or a number of customers), calls per series, where, and with what."""
+
+    scale: str | None = "S"
+    customers: int | None = None
+    calls: int = 200
+    target: str = "embedded"
+    seed: int = 0
+    work_dir: Path = Path(".tbkit/bench")
+    project_dir: Path = Path("tinybird")
+    peer: bool = True
+    command: str = ""
+    log: Callable[[str], object] = field(default=lambda message: None)
+
+    @property
+    def label(self) -> str:
+        """`S`, `M`, `L`, or `custom-<N>`."""
+        return self.scale if self.scale else f"custom-{self.customers}"
+
+
+# -- figures ------------------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-quantile (nearest rank) of `values`."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def summary(seconds: list[float], rows_read: list[int] | None = None) -> dict[str, Any]:
+    """p50, p95 and p99 in milliseconds, and the median rows read."""
+    figures = {
+        "calls": len(seconds),
+        "p50_ms": round(percentile(seconds, 0.50) * 1000, 2),
+        "p95_ms": round(percentile(seconds, 0.95) * 1000, 2),
+        "p99_ms": round(percentile(seconds, 0.99) * 1000, 2),
+    }
+    if rows_read:
+        figures["rows_read"] = int(statistics.median(rows_read))
+    return figures
+
+
+def machine() -> dict[str, Any]:
+    """The machine the run is on."""
+    cpu = next((line.split(":", 1)[1].strip() for line in _lines("/proc/cpuinfo") if line.startswith("model name")), "")
+    memory = next((line.split()[1] for line in _lines("/proc/meminfo") if line.startswith("MemTotal")), "0")
+    return {
+        "cpu": cpu or platform.processor(),
+        "cores": os.cpu_count(),
+        "memory_gb": round(int(memory) / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "chdb": chdb.__version__,
+        "tbkit": __version__,
+        "platform": platform.platform(),
+    }
+
+
+def _lines(path: str) -> list[str]:
+    try:
+        return Path(path).read_text().splitlines()
+    except OSError:
+        return []
+
+
+# -- parameters ---------------------------------------------------------------------------------------
+
+
+class Parameters:
+    """Deterministic request parameters for each endpoint: defaults, and varied ones."""
+
+    def __init__(self, customers: int, seed: int):
+        self.customers = customers
+        self.rng = random.Random(seed)
+
+    def customer(self, spell: bool = False) -> str:
+        cid = datagen.customer_id(self.rng.randint(1, self.customers), self.customers)
+        if spell:
+            cid = self.rng.choice([cid, cid.upper(), f"  {cid} ", cid.capitalize()])
+        return cid
+
+    def moment(self, days_back: int) -> str:
+        moment = datagen.AS_OF.timestamp() - self.rng.randint(0, days_back * 86400)
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(moment))
+
+    def default(self, endpoint: str) -> dict[str, str]:
+        """Default parameters; a random existing customer for the per-customer endpoints."""
+        return {"customer_id": self.customer()} if endpoint in PER_CUSTOMER else {}
+
+    def varied(self, endpoint: str) -> dict[str, str]:
+        """Random filters, windows, limits, customers in other spellings and `as_of` values."""
+        rng = self.rng
+        if endpoint == "customer_segment_lookup":
+            return {"customer_id": self.customer(spell=True), "as_of": self.moment(730)}
+        if endpoint == "customer_cltv":
+            return {"customer_id": self.customer(spell=True)}
+        if endpoint == "customer_engagement_analysis":
+            start = self.moment(1000)
+            end = time.strftime(
+                "%Y-%m-%d %H:%M:%S",
+                time.gmtime(time.mktime(time.strptime(start, "%Y-%m-%d %H:%M:%S")) + rng.randint(1, 90) * 86400),
+            )
+            params = {
+                "start_date": start,
+                "end_date": end,
+                "limit": str(rng.randint(1, 500)),
+                "as_of": datagen.AS_OF_TEXT,
+            }
+            if rng.random() < 0.5:
+                params["event_type"] = ",".join(rng.sample(EVENT_TYPES, rng.randint(1, 2)))
+            return params
+        if endpoint == "customer_segments_summary":
+            low = rng.randint(18, 60)
+            params = {"min_age": str(low), "max_age": str(rng.randint(low, 80)), "as_of": self.moment(365)}
+            if rng.random() < 0.7:
+                params["location"] = rng.choice(LOCATIONS)
+            return params
+        return {}
+
+
+# -- the run ------------------------------------------------------------------------------------------
+
+
+def prepare_data(config: BenchConfig) -> tuple[Path, dict[str, Any]]:
+    """Generate the data (or reuse it when its report matches) and return its folder and report."""
+    folder = config.work_dir / f"data-{config.label}-seed{config.seed}"
+    report_path = folder / "report.json"
+    if report_path.is_file():
+        report = json.loads(report_path.read_text())
+        if all((folder / f"{name}.ndjson").is_file() for name in datagen.DATASOURCES):
+            return folder, report
+    config.log(f"generating {config.label} data into {folder}")
+    if config.scale:
+        report = datagen.generate_scale(folder, config.scale, config.seed, workers=2).to_dict()
+    else:
+        report = datagen.generate(folder, config.customers, seed=config.seed, workers=2).to_dict()
+    report_path.write_text(json.dumps(report))
+    return folder, report
+
+
+def _bulk(ws: Workspace, folder: Path, report: dict[str, Any]) -> dict[str, Any]:
+    """Append each file, time it, and check successful/quarantined rows against the generator's counts."""
+    figures: dict[str, Any] = {}
+    total_rows = total_seconds = 0.0
+    for name in datagen.DATASOURCES:
+        started = time.perf_counter()
+        result = ws.append(name, folder / f"{name}.ndjson")
+        seconds = time.perf_counter() - started
+        expected = report["files"][name]
+        rows = result.successful_rows + result.quarantined_rows
+        if (result.successful_rows, result.quarantined_rows) != (expected["valid"], expected["malformed"]):
+            raise TbkitError(
+                f"{name}: the engine stored {result.successful_rows} and quarantined {result.quarantined_rows}, "
+                f"the generator wrote {expected['valid']} valid and {expected['malformed']} malformed rows"
+            )
+        figures[name] = {
+            "rows": rows,
+            "successful_rows": result.successful_rows,
+            "quarantined_rows": result.quarantined_rows,
+            "seconds": round(seconds, 3),
+            "rows_per_second": round(rows / seconds),
+        }
+        total_rows, total_seconds = total_rows + rows, total_seconds + seconds
+    figures["all"] = {
+        "rows": int(total_rows),
+        "seconds": round(total_seconds, 3),
+        "rows_per_second": round(total_rows / total_seconds),
+    }
+    return figures
+
+
+def _event_batches(folder: Path, limit: int) -> list[bytes]:
+    """The first `limit` lines of the events file, in 10k-row bodies."""
+    batches, lines = [], []
+    with (folder / "customer_events.ndjson").open("rb") as handle:
+        for count, line in enumerate(handle):
+            if count >= limit:
+                break
+            lines.append(line)
+            if len(lines) == BATCH:
+                batches.append(b"".join(lines))
+                lines = []
+    if lines:
+        batches.append(b"".join(lines))
+    return batches
+
+
+def _rows_per_second(send: Callable[[bytes], int], batches: list[bytes]) -> dict[str, Any]:
+    started = time.perf_counter()
+    rows = sum(send(body) for body in batches)
+    seconds = time.perf_counter() - started
+    return {
+        "rows": rows,
+        "batches": len(batches),
+        "seconds": round(seconds, 3),
+        "rows_per_second": round(rows / seconds),
+    }
+
+
+def _settle(ws: Workspace) -> None:
+    """Merge every table's parts, as background merges eventually do, so reads see the steady state."""
+    for name in ws.project.datasources:
+        ws.engine.execute(f"OPTIMIZE TABLE {ws.name}.{name} FINAL")
+
+
+def _series(
+    call: Callable[[dict[str, str]], tuple[Any, int | None]], params: list[dict[str, str]]
+) -> tuple[dict, list]:
+    """Time `call` over `params` after a short warm-up; the summary and the answers."""
+    for warm in params[: min(5, len(params))]:
+        call(warm)
+    seconds, rows_read, answers = [], [], []
+    for p in params:
+        started = time.perf_counter()
+        answer, read = call(p)
+        seconds.append(time.perf_counter() - started)
+        answers.append(answer)
+        if read is not None:
+            rows_read.append(read)
+    return summary(seconds, rows_read), answers
+
+
+def _in_process(ws: Workspace, endpoint: str) -> Callable[[dict[str, str]], tuple[Any, int]]:
+    def call(params: dict[str, str]) -> tuple[Any, int]:
+        response = ws.endpoint(endpoint, params)
+        return response, response["statistics"]["rows_read"]
+
+    return call
+
+
+def _over_http(session: requests.Session, url: str, token: str, endpoint: str) -> Callable:
+    def call(params: dict[str, str]) -> tuple[Any, int]:
+        response = session.get(f"{url}/v0/pipes/{endpoint}.json", params={**params, "token": token}, timeout=300)
+        if response.status_code != 200:
+            raise TbkitError(f"{endpoint} answered {response.status_code} over HTTP: {response.text[:200]}")
+        return response.json(), response.json()["statistics"]["rows_read"]
+
+    return call
+
+
+def _compare(ours: dict[str, Any], theirs: list[dict[str, Any]]) -> list[str]:
+    """Differences between our rows and DuckDB's, as data (money may differ by a rounding cent)."""
+    types = {m["name"]: m["type"] for m in ours["meta"]}
+    if len(ours["data"]) != len(theirs):
+        return [f"rows: ours {len(ours['data'])}, DuckDB {len(theirs)}"]
+    problems = []
+    for index, (mine, other) in enumerate(zip(ours["data"], theirs, strict=True)):
+        for column, kind in types.items():
+            a, b = mine.get(column), other.get(column)
+            if "Float" in kind and a is not None and b is not None:
+                same = abs(float(a) - float(b)) <= max(0.011, 1e-9 * abs(float(a)))
+            else:
+                same = golden.values_equal(a, b, kind)
+            if not same:
+                problems.append(f"row {index + 1} {column}: ours {a!r}, DuckDB {b!r}")
+    return problems
+
+
+class Bench:
+    """One benchmark run."""
+
+    def __init__(self, config: BenchConfig):
+        self.config = config
+        self.project: Project = load_project(config.project_dir)
+        self.result: dict[str, Any] = {"scale": config.label, "seed": config.seed, "command": config.command}
+        self.params: dict[str, dict[str, list[dict[str, str]]]] = {}
+        self.answers: dict[str, dict[str, list[Any]]] = {}
+
+    def run(self) -> dict[str, Any]:
+        """Measure everything; the result as a dict."""
+        self.result["machine"] = machine()
+        folder, report = prepare_data(self.config)
+        self.result["data"] = {n: report["files"][n]["rows"] for n in datagen.DATASOURCES}
+        self._draw_parameters(report["customers"])
+        engine_dir = self.config.work_dir / f"engine-{self.config.label}"
+        shutil.rmtree(engine_dir, ignore_errors=True)
+        self._embedded(engine_dir, folder, report)
+        self._server(engine_dir, folder)
+        if self.config.peer:
+            self._peer(folder)
+        return self.result
+
+    def _draw_parameters(self, customers: int) -> None:
+        draw = Parameters(customers, self.config.seed)
+        calls = self.config.calls
+        for endpoint in ENDPOINTS:
+            self.params[endpoint] = {
+                "default": [draw.default(endpoint) for _ in range(calls)],
+                "varied": [draw.varied(endpoint) for _ in range(calls)],
+            }
+
+    def _embedded(self, engine_dir: Path, folder: Path, report: dict[str, Any]) -> None:
+        log = self.config.log
+        engine = Engine.open(engine_dir)
+        try:
+            ws = engine.workspace("main", self.project)
+            ws.build()
+            log("bulk appends")
+            ingestion = {"bulk": _bulk(ws, folder, report)}
+            fresh = {}
+            for endpoint in ENDPOINTS:
+                fresh[endpoint], _ = _series(_in_process(ws, endpoint), self.params[endpoint]["default"][:50])
+            log("merging parts (steady state)")
+            started = time.perf_counter()
+            _settle(ws)
+            ingestion["merge_seconds"] = round(time.perf_counter() - started, 2)
+            latency: dict[str, dict[str, Any]] = {}
+            for endpoint in ENDPOINTS:
+                log(f"in-process series: {endpoint}")
+                latency[endpoint] = {"fresh_default": fresh[endpoint]}
+                self.answers[endpoint] = {}
+                for series in ("default", "varied"):
+                    figures, answers = _series(_in_process(ws, endpoint), self.params[endpoint][series])
+                    latency[endpoint][series] = figures
+                    self.answers[endpoint][series] = answers
+            self.result["embedded"] = latency
+            events = engine.workspace("bench_events_api", self.project)
+            events.drop()
+            events.build()
+            batches = _event_batches(folder, EVENTS_API_ROWS)
+            ingestion["events_api_in_process"] = _rows_per_second(
+                lambda body: events.append("customer_events", body).successful_rows, batches
+            )
+            events.drop()
+            self.result["ingestion"] = ingestion
+        finally:
+            engine.close()
+
+    def _server(self, engine_dir: Path, folder: Path) -> None:
+        """Start `tbkit serve` on the loaded data directory: start-up time, HTTP series, Events API, memory."""
+        log = self.config.log
+        token = "bench-admin-token"
+        port = _free_port()
+        command = [sys.executable, "-m", "tbkit.cli", "serve", "--port", str(port), "--data-dir", str(engine_dir)]
+        command += ["--project", str(self.config.project_dir), "--token", token]
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_ready(url, process, deadline=120)
+            server: dict[str, Any] = {"ready_seconds": round(time.perf_counter() - started, 3)}
+            session = requests.Session()
+            http: dict[str, dict[str, Any]] = {}
+            series_names = ("default", "varied") if self.config.target == "http" else ("default",)
+            for endpoint in ENDPOINTS:
+                log(f"HTTP series: {endpoint}")
+                http[endpoint] = {
+                    s: _series(_over_http(session, url, token, endpoint), self.params[endpoint][s])[0]
+                    for s in series_names
+                }
+            self.result["http"] = http
+
+            def post(body: bytes) -> int:
+                response = session.post(
+                    f"{url}/v0/events?name=customer_events&wait=true",
+                    data=body,
+                    headers={"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"},
+                    timeout=300,
+                )
+                if response.status_code != 200:
+                    raise TbkitError(f"the Events API answered {response.status_code}: {response.text[:200]}")
+                return response.json()["successful_rows"]
+
+            log("Events API over HTTP")
+            self.result["ingestion"]["events_api_http"] = _rows_per_second(
+                post, _event_batches(folder, EVENTS_API_ROWS)
+            )
+            server["peak_rss_mb"] = _peak_rss_mb(process.pid)
+            self.result["server"] = server
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+
+    def _peer(self, folder: Path) -> None:
+        """DuckDB on the same files: loading, the same series, the same rows, and the latency ratios."""
+        from .duckdb_peer import DuckDBPeer
+
+        log = self.config.log
+        peer = DuckDBPeer(threads=2)
+        try:
+            log("DuckDB: loading")
+            files = {name: folder / f"{name}.ndjson" for name in datagen.DATASOURCES}
+            loaded = peer.load(files)
+            engine_rows = {n: self.result["ingestion"]["bulk"][n]["successful_rows"] for n in datagen.DATASOURCES}
+            figures: dict[str, Any] = {"version": peer.version, "load": loaded, "engine_rows": engine_rows}
+            figures["same_rows_loaded"] = all(loaded[n]["rows"] == engine_rows[n] for n in engine_rows)
+            mismatches: dict[str, list[str]] = {}
+            latency: dict[str, dict[str, Any]] = {}
+            for endpoint in ENDPOINTS:
+                log(f"DuckDB series: {endpoint}")
+                latency[endpoint] = {}
+                for series in ("default", "varied"):
+                    params = self.params[endpoint][series]
+                    latency[endpoint][series], answers = _series(lambda p, e=endpoint: (peer.query(e, p), None), params)
+                    checked = range(0, len(params), max(1, len(params) // 20))
+                    for index in checked:
+                        if series == "default" and endpoint not in PER_CUSTOMER and index:
+                            continue  # defaults of a global endpoint are all the same call
+                        problems = _compare(self.answers[endpoint][series][index], answers[index])
+                        if problems:
+                            mismatches.setdefault(endpoint, []).append(f"{series} {params[index]}: {problems[:3]}")
+            figures["latency"] = latency
+            figures["mismatches"] = mismatches
+            figures["rows_match"] = not mismatches
+            figures["ratio_duckdb_p50_to_ours"] = {
+                endpoint: {
+                    series: {
+                        "in_process": round(
+                            latency[endpoint][series]["p50_ms"] / self.result["embedded"][endpoint][series]["p50_ms"], 1
+                        ),
+                        **(
+                            {
+                                "http": round(
+                                    latency[endpoint][series]["p50_ms"]
+                                    / self.result["http"][endpoint][series]["p50_ms"],
+                                    1,
+                                )
+                            }
+                            if series in self.result.get("http", {}).get(endpoint, {})
+                            else {}
+                        ),
+                    }
+                    for series in ("default", "varied")
+                }
+                for endpoint in ENDPOINTS
+            }
+            self.result["duckdb"] = figures
+        finally:
+            peer.close()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_ready(url: str, process: subprocess.Popen, deadline: float) -> None:
+    """Poll /v0/health until the server answers, with a deadline (never a fixed sleep)."""
+    limit = time.monotonic() + deadline
+    while True:
+        if process.poll() is not None:
+            raise TbkitError(f"tbkit serve exited with {process.returncode}: {process.stderr.read().decode()[-500:]}")
+        try:
+            if requests.get(f"{url}/v0/health", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        if time.monotonic() > limit:
+            raise TbkitError(f"tbkit serve was not ready after {deadline} s")
+        time.sleep(0.01)
+
+
+def _peak_rss_mb(pid: int) -> float | None:
+    """The process's peak resident memory (VmHWM), in MB."""
+    for line in _lines(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return None
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The result as markdown tables."""
+    lines = [f"### Scale {result['scale']}: " + ", ".join(f"{n} {r:,}" for n, r in result["data"].items()), ""]
+    lines += [
+        "| Endpoint | Series | In-process p50 / p95 / p99 (ms) | HTTP p50 / p95 / p99 (ms) | Rows read | "
+        "DuckDB p50 (ms) | DuckDB ÷ ours (in-process / HTTP) |",
+        "|---|---|---|---|---:|---:|---|",
+    ]
+    for endpoint in ENDPOINTS:
+        for series in ("default", "varied"):
+            ours = result["embedded"][endpoint][series]
+            http = result.get("http", {}).get(endpoint, {}).get(series)
+            duck = result.get("duckdb", {}).get("latency", {}).get(endpoint, {}).get(series)
+            ratio = result.get("duckdb", {}).get("ratio_duckdb_p50_to_ours", {}).get(endpoint, {}).get(series, {})
+            lines.append(
+                f"| {endpoint} | {series} | {_triple(ours)} | {_triple(http) if http else '-'} | "
+                f"{ours.get('rows_read', 0):,} | {duck['p50_ms'] if duck else '-'} | "
+                f"{ratio.get('in_process', '-')}× / {ratio.get('http', '-')}× |"
+            )
+    ingestion = result["ingestion"]
+    lines += ["", "| Ingestion | Rows | Seconds | Rows/s |", "|---|---:|---:|---:|"]
+    for name, figures in ingestion["bulk"].items():
+        lines.append(
+            f"| bulk append: {name} | {figures['rows']:,} | {figures['seconds']} | {figures['rows_per_second']:,} |"
+        )
+    for key in ("events_api_in_process", "events_api_http"):
+        if key in ingestion:
+            f = ingestion[key]
+            lines.append(
+                f"| Events API, 10k-row batches ({key.split('_')[-1].replace('process', 'in-process')}) | "
+                f"{f['rows']:,} | {f['seconds']} | {f['rows_per_second']:,} |"
+            )
+    server = result.get("server", {})
+    lines += [
+        "",
+        f"`tbkit serve` ready in {server.get('ready_seconds')} s on the existing data directory; "
+        f"peak resident memory {server.get('peak_rss_mb')} MB.",
+    ]
+    if "duckdb" in result:
+        duck = result["duckdb"]
+        lines.append(
+            f"DuckDB {duck['version']}: same rows loaded {duck['same_rows_loaded']}, "
+            f"same endpoint rows {duck['rows_match']}."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _triple(figures: dict[str, Any]) -> str:
+    return f"{figures['p50_ms']} / {figures['p95_ms']} / {figures['p99_ms']}"
+
+
+def run(config: BenchConfig, out: Path | None = None, markdown_path: Path | None = None) -> dict[str, Any]:
+    """Run the benchmark and write the JSON result (and the markdown table when asked)."""
+    result = Bench(config).run()
+    out = out or config.work_dir / f"result-{config.label}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    if markdown_path:
+        markdown_path.write_text(markdown(result))
+    return result
