@@ -18,7 +18,7 @@ from .errors import TbkitError
 
 _VALIDATED = {
     "customers": (
-        "SELECT customer_id, name, email, TRY_CAST(age AS UTINYINT) AS age, gender, location, "
+        "SELECT customer_id, name, email, CASE WHEN regexp_full_match(age, '[0-9]+') THEN TRY_CAST(age AS UTINYINT) END AS age, gender, location, "
         "TRY_CAST(signup_date AS TIMESTAMP) AS signup_date, TRY_CAST(lifetime_value AS DOUBLE) AS lifetime_value, "
         "TRY_CAST(timestamp AS TIMESTAMP) AS timestamp FROM raw",
         "customer_id, name, email, age, gender, location, signup_date, lifetime_value, timestamp",
@@ -39,7 +39,8 @@ _VALIDATED = {
         "lower(trim(customer_id)), transaction_date",
     ),
     "customer_demographics": (
-        "SELECT customer_id, TRY_CAST(age AS UTINYINT) AS age, location FROM raw",
+        "SELECT customer_id, CASE WHEN regexp_full_match(age, '[0-9]+') THEN TRY_CAST(age AS UTINYINT) END AS age, "
+        "location FROM raw",
         "customer_id, age, location",
         "lower(trim(customer_id))",
     ),
@@ -88,10 +89,13 @@ class DuckDBPeer:
         for name, path in files.items():
             started = time.perf_counter()
             select, required, order = _VALIDATED[name]
-            columns = ", ".join(f"'{c}': 'VARCHAR'" for c in _COLUMNS[name])
+            # One row per line, then JSON per line: read_json's ignore_errors can drop a valid row next to a
+            # broken one, which would not be the same rows as the engine keeps.
+            values = ", ".join(f"json_extract_string(line, '$.{c}') AS {c}" for c in _COLUMNS[name])
             self.conn.execute(
-                f"CREATE OR REPLACE TEMP VIEW raw AS SELECT * FROM read_json('{path}', format = 'newline_delimited', "
-                f"columns = {{{columns}}}, ignore_errors = true, maximum_object_size = 16777216)"
+                f"CREATE OR REPLACE TEMP VIEW raw AS SELECT {values} FROM read_csv('{path}', columns = {{'line': 'VARCHAR'}}, "
+                "header = false, delim = '\x01', quote = '', escape = '', auto_detect = false, max_line_size = 16777216) "
+                "WHERE json_valid(line) AND json_type(line) = 'OBJECT'"
             )
             condition = " AND ".join(f"{c} IS NOT NULL" for c in required.split(", "))
             self.conn.execute(

@@ -74,77 +74,92 @@ def jsonpath_arguments(jsonpath: str) -> list[str]:
     return arguments
 
 
-def _cast(text: str, kind: str, column_type: str) -> str:
-    """A Nullable expression: the value converted to the column's type, NULL when it does not fit."""
+def _top_level_key(column: Column) -> str | None:
+    """The JSON key of a column read from the top level of the object (most are), else None."""
+    arguments = jsonpath_arguments(column.jsonpath or f"$.{column.name}")
+    if len(arguments) == 1 and arguments[0].startswith("'"):
+        return arguments[0][1:-1].replace("\\'", "'").replace("\\\\", "\\")
+    return None
+
+
+def texts_tuple(datasource: Datasource, line: str) -> tuple[str, dict[str, int]]:
+    """One JSONExtract that reads every top-level column as text: (expression, column -> tuple position).
+
+    Strings come unescaped, numbers, booleans, objects and arrays as their JSON text, and a missing or null
+    value as NULL: one parse of the line for all columns, which keeps the query small to plan.
+    """
+    positions: dict[str, int] = {}
+    elements = []
+    for column in datasource.columns:
+        key = _top_level_key(column)
+        if key is not None:
+            elements.append(f"{identifier(key)} Nullable(String)")
+            positions[column.name] = len(elements)
+    return f"JSONExtract({line}, {quote('Tuple(' + ', '.join(elements) + ')')})", positions
+
+
+def _cast(text: str, helper: str, column_type: str) -> tuple[list[str], str]:
+    """(helper expressions, value): the text converted to the column's type, NULL when it does not fit."""
     base = base_type(column_type)
-    if _STRING.match(base):
-        return f"if({kind} IN ('String', 'Number', 'Bool'), {text}, NULL)"
-    if _INTEGER.match(base) or base.startswith("Decimal") or base == "Bool":
-        allowed = "'Number', 'String', 'Bool'" if base == "Bool" else "'Number', 'String'"
-        return f"if({kind} IN ({allowed}), accurateCastOrNull({text}, {quote(base)}), NULL)"
     if _FLOAT.match(base):
-        value = f"accurateCastOrNull({text}, {quote(base)})"
-        return f"if({kind} IN ('Number', 'String') AND isFinite(assumeNotNull({value})), {value}, NULL)"
+        cast = f"accurateCastOrNull({text}, {quote(base)}) AS {helper}"
+        return [cast], f"if(isFinite(assumeNotNull({helper})), {helper}, NULL)"
     if _DATETIME.match(base) or _DATE.match(base):
         # Casts clamp out-of-range dates silently; check the range on a wider type first.
         lowest, highest = _TIME_RANGES[base.split("(")[0]]
-        wide = f"accurateCastOrNull({text}, 'DateTime64(3)')"
-        in_range = f"{wide} BETWEEN toDateTime64('{lowest}', 3) AND toDateTime64('{highest}', 3)"
-        value = f"CAST({wide}, {quote('Nullable(' + base + ')')})"
-        return f"if({kind} IN ('String', 'Number') AND {in_range}, {value}, NULL)"
-    return f"accurateCastOrNull({text}, {quote(base)})"
-
-
-def _composite(raw: str, kind: str, column_type: str) -> str:
-    base = base_type(column_type)
-    expected = "'Object'" if base.startswith(("Map", "JSON", "Tuple")) else "'Array'"
-    return f"if({kind} = {expected}, JSONExtract({raw}, {quote(base)}), NULL)"
+        wide = f"accurateCastOrNull({text}, 'DateTime64(3)') AS {helper}"
+        in_range = f"{helper} BETWEEN toDateTime64('{lowest}', 3) AND toDateTime64('{highest}', 3)"
+        return [wide], f"if({in_range}, CAST({helper}, {quote('Nullable(' + base + ')')}), NULL)"
+    # Integers, decimals, booleans, UUIDs...: objects, arrays and fractions simply do not cast.
+    return [], f"accurateCastOrNull({text}, {quote(base)})"
 
 
 def _raw_value(column: Column) -> str:
     """The column's value as raw JSON text ('' when missing), read from the line's parsed pairs."""
-    arguments = jsonpath_arguments(column.jsonpath or f"$.{column.name}")
-    if len(arguments) == 1 and arguments[0].startswith("'"):
-        # Top-level keys come from one parse of the line (`pairs`), not one parse per column.
-        return f"pairs[{arguments[0]}]"
-    return f"JSONExtractRaw(line, {', '.join(arguments)})"
+    key = _top_level_key(column)
+    if key is not None:
+        return f"pairs[{quote(key)}]"
+    return f"JSONExtractRaw(line, {', '.join(jsonpath_arguments(column.jsonpath or f'$.{column.name}'))})"
 
 
-def _column_parts(index: int, column: Column) -> tuple[list[str], str, str, str]:
+def _column_parts(index: int, column: Column, positions: dict[str, int]) -> tuple[list[str], str, str, str]:
     """(helper expressions, value, original text, error) for one column of a datasource."""
-    raw, kind, text, value = f"r{index}", f"k{index}", f"t{index}", f"v{index}"
-    helpers = [
-        f"{_raw_value(column)} AS {raw}",
-        f"multiIf({raw} IN ('', 'null'), 'Null', startsWith({raw}, '\"'), 'String', startsWith({raw}, '{{'), "
-        f"'Object', startsWith({raw}, '['), 'Array', {raw} IN ('true', 'false'), 'Bool', 'Number') AS {kind}",
-        # Unescaping is only needed when the string has a backslash; most values are copied as they are.
-        f"if({kind} = 'String', if(position({raw}, '\\\\') = 0, substring({raw}, 2, length({raw}) - 2), "
-        f"JSONExtractString({raw})), {raw}) AS {text}",
-    ]
-    if _COMPOSITE.match(base_type(column.type)):
-        helpers.append(f"{_composite(raw, kind, column.type)} AS {value}")
+    text, value, helper = f"t{index}", f"v{index}", f"h{index}"
+    if column.name in positions:
+        helpers = [f"tupleElement(texts, {positions[column.name]}) AS {text}"]
     else:
-        helpers.append(f"{_cast(text, kind, column.type)} AS {value}")
+        arguments = ", ".join(jsonpath_arguments(column.jsonpath or f"$.{column.name}"))
+        helpers = [f"JSONExtract(line, {arguments}, 'Nullable(String)') AS {text}"]
+    base = base_type(column.type)
+    raw = _raw_value(column)
+    if _COMPOSITE.match(base):
+        opening = "[" if base.startswith(("Array", "Nested")) else "{"
+        helpers.append(f"if(startsWith({raw}, '{opening}'), JSONExtract({raw}, {quote(base)}), NULL) AS {value}")
+    elif _STRING.match(base):
+        # Numbers and booleans are kept as their text; an object or an array is not a string.
+        helpers.append(f"if(startsWith({raw}, '{{') OR startsWith({raw}, '['), NULL, {text}) AS {value}")
+    else:
+        casts, expression = _cast(text, helper, column.type)
+        helpers.extend([*casts, f"{expression} AS {value}"])
     missing_message = quote(f"missing value for column '{column.name}' ({column.type})")
     opening = quote("value '")
     closing = quote(f"' on column '{column.name}' is not {column.type}")
     bad_message = f"concat({opening}, substring({text}, 1, 200), {closing})"
-    missing = f"{kind} = 'Null'"
     if column.required:
-        error = f"multiIf({missing}, {missing_message}, {value} IS NULL, {bad_message}, '')"
+        error = f"multiIf({text} IS NULL, {missing_message}, {value} IS NULL, {bad_message}, '')"
     else:
-        error = f"if(NOT {missing} AND {value} IS NULL, {bad_message}, '')"
-    original = f"if({raw} = '', NULL, {text})"
-    return helpers, value, original, error
+        error = f"if({text} IS NOT NULL AND {value} IS NULL, {bad_message}, '')"
+    return helpers, value, text, error
 
 
 def staging_select(datasource: Datasource, source: str) -> str:
-    """SELECT every non-blank line of `source` with its typed values, original texts and errors."""
+    """SELECT every non-blank line of `source` with its typed values and errors."""
+    texts, positions = texts_tuple(datasource, "line")
     helpers: list[str] = []
     outputs: list[str] = []
     errors: list[str] = []
     for index, column in enumerate(datasource.columns):
-        column_helpers, value, _, error = _column_parts(index, column)
+        column_helpers, value, _, error = _column_parts(index, column, positions)
         helpers.extend(column_helpers)
         outputs.append(f"{value} AS {identifier('v__' + column.name)}")
         errors.append(f"({quote(column.name)}, {error})")
@@ -163,7 +178,7 @@ FROM (
         pairs,
         {", ".join(helpers)}
     FROM (
-        SELECT line, CAST(JSONExtractKeysAndValuesRaw(line), 'Map(String, String)') AS pairs
+        SELECT line, CAST(JSONExtractKeysAndValuesRaw(line), 'Map(String, String)') AS pairs, {texts} AS texts
         FROM (SELECT trim(TRAILING '\r' FROM raw) AS line FROM {source})
         WHERE notEmpty(trimBoth(replaceAll(line, '\t', ' ')))
     )
@@ -192,11 +207,14 @@ def insert_accepted(datasource: Datasource, target: str, stage: str) -> str:
 def insert_quarantined(datasource: Datasource, target: str, stage: str, import_id: str) -> str:
     """INSERT the rows of the staging table with errors into the quarantine, with their original values."""
     names = ", ".join(identifier(c.name) for c in datasource.columns)
-    helpers, originals = [], []
-    for index, column in enumerate(datasource.columns):
-        column_helpers, _, original, _ = _column_parts(index, column)
-        helpers.extend(column_helpers[:3])  # raw, kind and text: enough for the value as sent
-        originals.append(original)
+    texts, positions = texts_tuple(datasource, "c__line")
+    originals = []
+    for column in datasource.columns:
+        if column.name in positions:
+            originals.append(f"tupleElement(texts, {positions[column.name]})")
+        else:
+            arguments = ", ".join(jsonpath_arguments(column.jsonpath or f"$.{column.name}"))
+            originals.append(f"JSONExtract(c__line, {arguments}, 'Nullable(String)')")
     return f"""
 INSERT INTO {target} (c__error_column, c__error, c__import_id, insertion_date, c__line, {names})
 SELECT
@@ -204,16 +222,9 @@ SELECT
     arrayMap(x -> x.2, c__errors),
     {quote(import_id)},
     now(),
-    line,
+    c__line,
     {", ".join(originals)}
-FROM (
-    SELECT c__errors, line, {", ".join(helpers)}
-    FROM (
-        SELECT c__errors, c__line AS line, CAST(JSONExtractKeysAndValuesRaw(c__line), 'Map(String, String)') AS pairs
-        FROM {stage}
-    )
-    WHERE notEmpty(c__errors)
-)
+FROM (SELECT c__errors, c__line, {texts} AS texts FROM {stage} WHERE notEmpty(c__errors))
 """
 
 
