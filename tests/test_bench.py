@@ -1,0 +1,78 @@
+"""`tbkit bench` produces every figure: ingestion, latencies, server, and DuckDB with the same rows."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tbkit.bench import ENDPOINTS, percentile, summary
+
+from .serving import ROOT
+
+
+def run_bench(tmp_path, *args: str) -> dict:
+    out = tmp_path / "result.json"
+    command = [
+        sys.executable,
+        "-m",
+        "tbkit.cli",
+        "bench",
+        *args,
+        "--work-dir",
+        str(tmp_path / "bench"),
+        "--out",
+        str(out),
+    ]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "| customer_segment_lookup | default |" in result.stdout  # the markdown table
+    return json.loads(out.read_text())
+
+
+def check_figures(result: dict, calls: int) -> None:
+    bulk = result["ingestion"]["bulk"]
+    for name in ("customers", "customer_events", "customer_transactions", "customer_demographics", "all"):
+        assert bulk[name]["rows_per_second"] > 0 and bulk[name]["rows"] > 0
+    for key in ("events_api_in_process", "events_api_http"):
+        assert result["ingestion"][key]["rows_per_second"] > 0
+    for endpoint in ENDPOINTS:
+        for series in ("default", "varied"):
+            figures = result["embedded"][endpoint][series]
+            assert figures["calls"] == calls
+            assert 0 < figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"]
+            assert figures["rows_read"] > 0
+            assert result["duckdb"]["latency"][endpoint][series]["p50_ms"] > 0
+            assert result["duckdb"]["ratio_duckdb_p50_to_ours"][endpoint][series]["in_process"] > 0
+        assert result["http"][endpoint]["default"]["p50_ms"] > 0
+    assert result["server"]["ready_seconds"] > 0 and result["server"]["peak_rss_mb"] > 0
+    duck = result["duckdb"]
+    assert duck["same_rows_loaded"] is True, (duck["load"], duck["engine_rows"])
+    assert duck["rows_match"] is True, duck["mismatches"]
+    assert result["machine"]["cores"] >= 1 and result["machine"]["chdb"]
+
+
+def test_percentiles_use_the_nearest_rank():
+    values = [float(v) for v in range(1, 101)]
+    assert (percentile(values, 0.5), percentile(values, 0.95), percentile(values, 0.99)) == (50.0, 95.0, 99.0)
+    assert summary([0.001, 0.002, 0.003], [10, 30, 20]) == {
+        "calls": 3,
+        "p50_ms": 2.0,
+        "p95_ms": 3.0,
+        "p99_ms": 3.0,
+        "rows_read": 20,
+    }
+
+
+def test_a_small_bench_has_every_figure(tmp_path):
+    check_figures(run_bench(tmp_path, "--customers", "1500", "--calls", "10"), 10)
+
+
+@pytest.mark.slow
+def test_the_s_scale_bench_end_to_end(tmp_path):
+    result = run_bench(tmp_path, "--scale", "S", "--calls", "30", "--target", "http")
+    check_figures(result, 30)
+    assert result["data"]["customer_events"] == 100_000
+    assert all(result["http"][e]["varied"]["p50_ms"] > 0 for e in ENDPOINTS)
