@@ -29,7 +29,7 @@ def test_ci_runs_on_pull_requests_with_a_tinybird_local_service():
     assert "pull_request" in ci[True]  # PyYAML reads the key `on` as True
     job = ci["jobs"]["test"]
     service = job["services"]["tinybird-local"]
-    assert "tinybirdco/tinybird-local" in service["image"]
+    assert "tinybirdco/tinybird-local" in service["image"] and "@sha256:" in service["image"]
     assert service["ports"] == ["7181:7181"]
     assert ci["env"]["TB_CLI_TELEMETRY_OPTOUT"] == "1"
 
