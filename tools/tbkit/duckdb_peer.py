@@ -82,6 +82,7 @@ class DuckDBPeer:
         self.version = duckdb.__version__
         self.conn = duckdb.connect()
         self.conn.execute(f"SET threads = {threads}")
+        self.conn.execute("SET enable_progress_bar = false")
 
     def load(self, files: dict[str, Path]) -> dict[str, dict[str, Any]]:
         """Load each file into a validated, sorted table; rows kept and seconds per datasource."""
@@ -90,12 +91,14 @@ class DuckDBPeer:
             started = time.perf_counter()
             select, required, order = _VALIDATED[name]
             # One row per line, then JSON per line: read_json's ignore_errors can drop a valid row next to a
-            # broken one, which would not be the same rows as the engine keeps.
-            values = ", ".join(f"json_extract_string(line, '$.{c}') AS {c}" for c in _COLUMNS[name])
+            # broken one, which would not be the same rows as the engine keeps. A line that is not JSON becomes
+            # NULL before any JSON function sees it: the optimizer pushes and reorders filters, and the JSON
+            # functions raise on invalid input.
+            values = ", ".join(f"json_extract_string(doc, '$.{c}') AS {c}" for c in _COLUMNS[name])
             self.conn.execute(
-                f"CREATE OR REPLACE TEMP VIEW raw AS SELECT {values} FROM read_csv('{path}', columns = {{'line': 'VARCHAR'}}, "
-                "header = false, delim = '\x01', quote = '', escape = '', auto_detect = false, max_line_size = 16777216) "
-                "WHERE json_valid(line) AND json_type(line) = 'OBJECT'"
+                f"CREATE OR REPLACE TEMP VIEW raw AS SELECT {values} FROM (SELECT CASE WHEN json_valid(line) THEN line END AS doc "
+                f"FROM read_csv('{path}', columns = {{'line': 'VARCHAR'}}, header = false, delim = '\x01', quote = '', "
+                "escape = '', auto_detect = false, max_line_size = 16777216)) WHERE json_type(doc) = 'OBJECT'"
             )
             condition = " AND ".join(f"{c} IS NOT NULL" for c in required.split(", "))
             self.conn.execute(
