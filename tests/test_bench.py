@@ -76,3 +76,26 @@ def test_the_s_scale_bench_end_to_end(tmp_path):
     check_figures(result, 30)
     assert result["data"]["customer_events"] == 100_000
     assert all(result["http"][e]["varied"]["p50_ms"] > 0 for e in ENDPOINTS)
+
+
+def test_the_duckdb_peer_keeps_every_valid_line_among_broken_ones(tmp_path):
+    """A broken line among many valid ones (DuckDB reorders filters over large inputs) is skipped, not fatal."""
+    from tbkit.duckdb_peer import DuckDBPeer
+
+    path = tmp_path / "customer_transactions.ndjson"
+    lines, valid = [], 0
+    for i in range(300_000):
+        row = {"customer_id": f"cust_{i}", "transaction_date": "2024-01-01 00:00:00", "transaction_amount": 1.5}
+        line = json.dumps(row)
+        if i % 997 == 0:
+            line = line[:30]  # truncated: not JSON
+        else:
+            valid += 1
+        lines.append(line)
+    path.write_text("\n".join(lines) + "\n")
+    peer = DuckDBPeer(threads=2)
+    try:
+        loaded = peer.load({"customer_transactions": path})
+    finally:
+        peer.close()
+    assert loaded["customer_transactions"]["rows"] == valid == 300_000 - 301
