@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from tbkit.bench import ENDPOINTS, percentile, summary
+from tbkit.duckdb_peer import DuckDBPeer
 
 from .serving import ROOT
 
@@ -80,8 +81,6 @@ def test_the_s_scale_bench_end_to_end(tmp_path):
 
 def test_the_duckdb_peer_keeps_every_valid_line_among_broken_ones(tmp_path):
     """A broken line among many valid ones (DuckDB reorders filters over large inputs) is skipped, not fatal."""
-    from tbkit.duckdb_peer import DuckDBPeer
-
     path = tmp_path / "customer_transactions.ndjson"
     lines, valid = [], 0
     for i in range(300_000):
