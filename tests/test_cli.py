@@ -1,4 +1,7 @@
-"""The `tbkit` commands a developer runs: check, --update, --junit, --json, export-tests, seed, lint."""
+"""The `tbkit` commands a developer runs: check, --update, --junit, --json, export-tests, seed, lint, datagen, bench.
+
+And the command line's own consistency: help on every option, one meaning per option name, click-checked usage.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import click
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -168,20 +172,87 @@ def test_lint_passes_on_the_project_and_fails_on_a_misformatted_file(repo):
     assert "customers.datasource: not formatted" in result.output
 
 
-@pytest.mark.parametrize("command", [[], ["check"], ["seed"], ["export-tests"], ["lint"], ["datagen"]])
+@pytest.mark.parametrize("command", [[], *([name] for name in sorted(main.commands))])
 def test_help_explains_with_an_example(command):
     result = run(*command, "--help")
     assert result.exit_code == 0
     assert "Example" in result.output
 
 
+def _options():
+    """(command name, option) for every option of every command (arguments are explained in the docstring)."""
+    commands = sorted(main.commands.items())
+    return [(name, param) for name, command in commands for param in command.params if isinstance(param, click.Option)]
+
+
+def test_every_option_of_every_command_has_help():
+    missing = [f"{name} {param.opts[0]}" for name, param in _options() if not (param.help or "").strip()]
+    assert missing == []
+
+
+# Option names that mean different things in different commands, on purpose: where to check, deploy or
+# bench; a token to call a target with or the admin token to serve with; an output folder or a result file.
+SEVERAL_MEANINGS = {"--target", "--token", "--out"}
+
+
+def test_an_option_name_has_one_meaning_help_and_default_across_commands():
+    seen: dict[str, set[tuple[str, object]]] = {}
+    for _, param in _options():
+        for opt in param.opts:
+            seen.setdefault(opt, set()).add((param.help, param.default))
+    assert {opt: meanings for opt, meanings in seen.items() if len(meanings) > 1 and opt not in SEVERAL_MEANINGS} == {}
+    assert len(seen["--data-dir"]) == 1 and {d for _, d in seen["--data-dir"]} == {".tbkit"}
+
+
+def test_generators_take_random_seed_and_only_check_takes_seed():
+    takes_seed = sorted(name for name, param in _options() if "--seed" in param.opts)
+    takes_random_seed = sorted(name for name, param in _options() if "--random-seed" in param.opts)
+    assert (takes_seed, takes_random_seed) == (["check"], ["bench", "datagen"])
+    old = CliRunner().invoke(main, ["datagen", "--customers", "3", "--seed", "3", "--out", "x"])
+    assert old.exit_code == 2 and "No such option: --seed" in old.output
+
+
+@pytest.mark.parametrize("command", ["datagen", "bench"])
+@pytest.mark.parametrize("sizes", [["--scale", "S", "--customers", "200"], ["--customers", "200", "--scale", "S"], []])
+def test_generators_take_exactly_one_of_scale_and_customers(tmp_path, command, sizes):
+    result = CliRunner().invoke(main, [command, *sizes, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"Usage: main {command} [OPTIONS]")
+    assert result.output.strip().endswith("Error: pass exactly one of --scale and --customers")
+    assert not (tmp_path / "out").exists()
+
+
+def test_bench_passes_its_options_to_the_library(monkeypatch, tmp_path):
+    import tbkit.bench
+
+    calls = []
+    monkeypatch.setattr(tbkit.bench, "run", lambda config, out, markdown_path: calls.append((config, out)) or {})
+    monkeypatch.setattr(tbkit.bench, "markdown", lambda result: "| table |")
+    args = ["bench", "--customers", "300", "--random-seed", "7", "--work-dir", str(tmp_path), "--no-peer"]
+    result = run(*args)
+    assert result.exit_code == 0 and result.output == "| table |\n"
+    ((config, out),) = calls
+    assert (config.scale, config.customers, config.seed, config.work_dir, config.peer) == (
+        None,
+        300,
+        7,
+        tmp_path,
+        False,
+    )
+    assert out is None
+
+
 def test_datagen_writes_the_four_datasources(tmp_path):
-    result = run("datagen", "--customers", "300", "--seed", "3", "--out", str(tmp_path / "data"), "--json")
+    result = run("datagen", "--customers", "300", "--random-seed", "3", "--out", str(tmp_path / "data"), "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["files"]["customer_events"]["rows"] == 3000
     for name in ("customers", "customer_events", "customer_transactions", "customer_demographics"):
         lines = (tmp_path / "data" / f"{name}.ndjson").read_text().splitlines()
         assert len(lines) == report["files"][name]["rows"]
-    both = CliRunner().invoke(main, ["datagen", "--customers", "3", "--scale", "S", "--out", str(tmp_path)])
-    assert both.exit_code == 2 and "exactly one of --customers and --scale" in both.output
+    again = run("datagen", "--customers", "300", "--random-seed", "3", "--out", str(tmp_path / "again"), "--json")
+    assert again.exit_code == 0, again.output
+    for name in report["files"]:  # same --random-seed, same bytes
+        assert (tmp_path / "again" / f"{name}.ndjson").read_bytes() == (
+            tmp_path / "data" / f"{name}.ndjson"
+        ).read_bytes()

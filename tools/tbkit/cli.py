@@ -1,4 +1,8 @@
-"""The `tbkit` command line: thin commands that parse options, call the library and print."""
+"""The `tbkit` command line: thin commands that parse options, call the library and print.
+
+Every option that more than one command takes is defined once below (`project_option`, `data_dir_option`,
+...), so it has the same name, default and help everywhere, and one meaning per option name.
+"""
 
 from __future__ import annotations
 
@@ -32,24 +36,97 @@ class TbkitGroup(click.Group):
             raise click.ClickException(str(e)) from None
 
 
+# -- options shared by several commands, each defined once ---------------------------------------------
+
+FOLDER = click.Path(file_okay=False, path_type=Path)
+FILE = click.Path(dir_okay=False, path_type=Path)
+
+project_option = click.option(
+    "--project",
+    "project_dir",
+    type=FOLDER,
+    default="tinybird",
+    show_default=True,
+    help="Tinybird project folder (datasources, materializations, endpoints).",
+)
+fixtures_option = click.option(
+    "--fixtures",
+    "fixtures_dir",
+    type=FOLDER,
+    default="fixtures",
+    show_default=True,
+    help="Folder with <datasource>.ndjson fixtures, cases/ and golden/.",
+)
+data_dir_option = click.option(
+    "--data-dir",
+    type=FOLDER,
+    default=".tbkit",
+    show_default=True,
+    help="Data directory of the served/embedded workspace (kept across restarts).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of text.")
+random_seed_option = click.option(
+    "--random-seed",
+    "random_seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the random generator: the same seed generates the same data.",
+)
+
+
 def layout_options(function):
-    """--project and --fixtures, shared by the commands that read the repository."""
-    function = click.option(
-        "--fixtures",
-        "fixtures_dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        default="fixtures",
-        show_default=True,
-        help="Folder with <datasource>.ndjson fixtures, cases/ and golden/.",
-    )(function)
-    return click.option(
-        "--project",
-        "project_dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        default="tinybird",
-        show_default=True,
-        help="Tinybird project folder (datasources, materializations, endpoints).",
-    )(function)
+    """--project and --fixtures, shared by the commands that read the project and its fixtures."""
+    return project_option(fixtures_option(function))
+
+
+def exactly_one_of(*names: str):
+    """Decorator: of the command's options `names` (declared below it), exactly one must be given.
+
+    Checked by click while it parses the command line, so a mistake is a usage error (exit code 2) with one
+    message, `pass exactly one of --a and --b`, before the command runs.
+    """
+
+    def decorator(function):
+        params = {param.name: param for param in getattr(function, "__click_params__", [])}
+        group = [params[name] for name in names]
+        message = "pass exactly one of " + " and ".join(max(param.opts, key=len) for param in group)
+
+        def check(ctx: click.Context, param: click.Parameter, value):
+            # The last option of the group that click processes sees the others' values in ctx.params.
+            if ctx.resilient_parsing or any(other is not param and other.name not in ctx.params for other in group):
+                return value
+            values = [value if other is param else ctx.params[other.name] for other in group]
+            if sum(v is not None for v in values) != 1:
+                raise click.UsageError(message, ctx)
+            return value
+
+        for param in group:
+            if param.callback is not None:
+                raise TypeError(f"exactly_one_of: {param.name} already has a callback")
+            param.callback = check
+        return function
+
+    return decorator
+
+
+def size_options(min_customers: int):
+    """--scale or --customers (exactly one): the size of generated data, for datagen and bench."""
+
+    def decorator(function):
+        function = click.option(
+            "--customers",
+            type=click.IntRange(min=min_customers),
+            help="A custom number of customers instead of a named --scale.",
+        )(function)
+        function = click.option(
+            "--scale",
+            type=click.Choice(["S", "M", "L"]),
+            help="Named scale: S = 10k customers, M = 100k, L = 1M.",
+        )(function)
+        return exactly_one_of("scale", "customers")(function)
+
+    return decorator
 
 
 @click.group(cls=TbkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -68,12 +145,12 @@ def main() -> None:
     """
 
 
-def _print_result(result, verbose: bool) -> None:
+def _print_result(result) -> None:
+    """One line per case, then its differences: a failure's diff, an update's changes, a new golden file."""
     ms = f"{result.seconds * 1000:7.1f} ms"
     click.echo(f"{MARKS[result.outcome]} {result.case.id:<60} {ms}")
-    if result.outcome in ("failed", "updated") or (verbose and result.differences):
-        for line in result.differences:
-            click.echo(f"    {line}")
+    for line in result.differences:
+        click.echo(f"    {line}")
 
 
 @main.command()
@@ -90,8 +167,8 @@ def _print_result(result, verbose: bool) -> None:
 @click.option("--token", envvar="TB_TOKEN", help="Token for an HTTP target (default: $TB_TOKEN).")
 @click.option("--seed", is_flag=True, help="Seed fixtures into a remote target (refused otherwise for cloud).")
 @click.option("--rel-tol", type=float, default=1e-9, show_default=True, help="Relative tolerance for floats.")
-@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Write a JUnit XML report here.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of text.")
+@click.option("--junit", type=FILE, help="Write a JUnit XML report here.")
+@json_option
 def check(project_dir, fixtures_dir, endpoint, case_name, update, target, token, seed, rel_tol, junit, as_json):
     """Check every endpoint against its golden files.
 
@@ -111,9 +188,8 @@ def check(project_dir, fixtures_dir, endpoint, case_name, update, target, token,
     from .check import check as run
     from .check import write_junit
 
-    layout = Layout.at(project_dir, fixtures_dir)
     report = run(
-        layout,
+        Layout.at(project_dir, fixtures_dir),
         target=target,
         endpoint=endpoint,
         case=case_name,
@@ -121,7 +197,7 @@ def check(project_dir, fixtures_dir, endpoint, case_name, update, target, token,
         rel_tol=rel_tol,
         token=token,
         seed=seed,
-        on_result=None if as_json else (lambda r: _print_result(r, update)),
+        on_result=None if as_json else _print_result,
         on_message=lambda message: click.echo(f"» {message}", err=True),
     )
     if junit:
@@ -135,13 +211,7 @@ def check(project_dir, fixtures_dir, endpoint, case_name, update, target, token,
 
 @main.command()
 @layout_options
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=".tbkit",
-    show_default=True,
-    help="Data directory of the embedded workspace (the one `tbkit serve` uses).",
-)
+@data_dir_option
 @click.option("--workspace", default="main", show_default=True, help="Workspace inside the data directory.")
 @click.option("--datasource", help="Append every FILE to this datasource (default: named by the file).")
 @click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -191,14 +261,19 @@ def export_tests(project_dir, fixtures_dir):
 
 
 @main.command()
-@click.option("--customers", type=click.IntRange(min=1), help="Number of customers (or use --scale).")
-@click.option("--scale", type=click.Choice(["S", "M", "L"]), help="S = 10k customers, M = 100k, L = 1M.")
-@click.option("--events-per-customer", type=click.FloatRange(min=0), default=10, show_default=True)
-@click.option("--seed", "random_seed", type=int, default=0, show_default=True, help="Same seed, same bytes.")
+@size_options(min_customers=1)
+@click.option(
+    "--events-per-customer",
+    type=click.FloatRange(min=0),
+    default=10,
+    show_default=True,
+    help="Average events per customer with --customers (each --scale has its own).",
+)
+@random_seed_option
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Files written in parallel.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder.")
-@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
-def datagen(customers, scale, events_per_customer, random_seed, workers, out, as_json):
+@click.option("--out", type=FOLDER, required=True, help="Output folder.")
+@json_option
+def datagen(scale, customers, events_per_customer, random_seed, workers, out, as_json):
     """Generate deterministic NDJSON for the four datasources at any scale.
 
     Skewed activity, several event types, re-sent customers, mixed-case and padded IDs and a small
@@ -208,12 +283,10 @@ def datagen(customers, scale, events_per_customer, random_seed, workers, out, as
     \b
     Examples:
       tbkit datagen --scale S --out data/S
-      tbkit datagen --customers 5000 --events-per-customer 20 --seed 7 --out data/custom
+      tbkit datagen --customers 5000 --events-per-customer 20 --random-seed 7 --out data/custom
     """
     from . import datagen as generator
 
-    if (customers is None) == (scale is None):
-        raise click.UsageError("pass exactly one of --customers and --scale")
     if scale:
         report = generator.generate_scale(out, scale, random_seed, workers=workers)
     else:
@@ -231,12 +304,18 @@ def datagen(customers, scale, events_per_customer, random_seed, workers, out, as
 
 
 @main.command()
-@click.option("--project", "project_dir", type=click.Path(file_okay=False, path_type=Path), default="tinybird")
+@project_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=int, default=7181, show_default=True, help="Port (Tinybird Local's).")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=".tbkit", show_default=True)
+@click.option("--port", type=int, default=7181, show_default=True, help="Port to listen on (Tinybird Local's).")
+@data_dir_option
 @click.option("--token", envvar="TB_TOKEN", help="Admin token (default: $TB_TOKEN, else generated and saved).")
-@click.option("--max-concurrency", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option(
+    "--max-concurrency",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="Requests served at once; more are answered 429 Too Many Requests.",
+)
 @click.option("--query-timeout", type=click.FloatRange(min=0.1), help="Cancel queries running longer (seconds).")
 @click.option(
     "--local-api",
@@ -287,8 +366,8 @@ def serve(project_dir, host, port, data_dir, token, max_concurrency, query_timeo
 
 
 @main.command()
-@click.option("--project", "project_dir", type=click.Path(file_okay=False, path_type=Path), default="tinybird")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=".tbkit", show_default=True)
+@project_option
+@data_dir_option
 def tokens(project_dir, data_dir):
     """List the tokens of the served workspace: name, scopes and value.
 
@@ -309,7 +388,7 @@ def tokens(project_dir, data_dir):
 
 
 @main.command()
-@click.option("--project", "project_dir", type=click.Path(file_okay=False, path_type=Path), default="tinybird")
+@project_option
 @click.option("--target", type=click.Choice(["local", "cloud"]), required=True, help="Tinybird Local or Cloud.")
 @click.option("--check", "check_only", is_flag=True, help="Validate the deployment without applying it.")
 @click.option("--allow-destructive-operations", is_flag=True, help="Allow changes that drop or recreate data.")
@@ -332,16 +411,27 @@ def deploy(project_dir, target, check_only, allow_destructive_operations):
 
 
 @main.command()
-@click.option("--scale", type=click.Choice(["S", "M", "L"]), help="S = 10k customers, M = 100k, L = 1M.")
-@click.option("--customers", type=click.IntRange(min=100), help="A custom number of customers instead of --scale.")
-@click.option("--target", type=click.Choice(["embedded", "http"]), default="embedded", show_default=True)
+@size_options(min_customers=100)
+@click.option(
+    "--target",
+    type=click.Choice(["embedded", "http"]),
+    default="embedded",
+    show_default=True,
+    help="embedded: only the default-parameter series also runs over HTTP; http: the varied series too.",
+)
 @click.option("--calls", type=click.IntRange(min=5), default=200, show_default=True, help="Calls per series.")
-@click.option("--seed", "random_seed", type=int, default=0, show_default=True)
-@click.option("--no-peer", is_flag=True, help="Skip DuckDB.")
-@click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path), default=".tbkit/bench", show_default=True)
-@click.option("--project", "project_dir", type=click.Path(file_okay=False, path_type=Path), default="tinybird")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="JSON result (default in --work-dir).")
-@click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False, path_type=Path), help="Markdown table.")
+@random_seed_option
+@click.option("--no-peer", is_flag=True, help="Skip the DuckDB peer and its same-rows check.")
+@click.option(
+    "--work-dir",
+    type=FOLDER,
+    default=".tbkit/bench",
+    show_default=True,
+    help="Folder for the generated data (reused when it matches), the bench workspace and the results.",
+)
+@project_option
+@click.option("--out", type=FILE, help="JSON result (default: result-<scale>.json in --work-dir).")
+@click.option("--markdown", "markdown_path", type=FILE, help="Also write the markdown table to this file.")
 def bench(scale, customers, target, calls, random_seed, no_peer, work_dir, project_dir, out, markdown_path):
     """Measure ingestion and endpoint latency at a scale, beside DuckDB on the same data.
 
@@ -357,8 +447,6 @@ def bench(scale, customers, target, calls, random_seed, no_peer, work_dir, proje
     """
     from .bench import BenchConfig, markdown, run
 
-    if (customers is None) == (scale is None):
-        raise click.UsageError("pass exactly one of --scale and --customers")
     config = BenchConfig(
         scale=scale,
         customers=customers,
@@ -376,8 +464,8 @@ def bench(scale, customers, target, calls, random_seed, no_peer, work_dir, proje
 
 
 @main.command()
-@layout_options
-def lint(project_dir, fixtures_dir):
+@project_option
+def lint(project_dir):
     """Check datafiles with `tb fmt --diff` and the project loader's validation.
 
     \b
