@@ -157,3 +157,44 @@ def test_an_append_token_on_a_pipe_is_refused(broken: Path):
 def test_a_missing_project_folder(tmp_path: Path):
     with pytest.raises(ProjectError, match="not found"):
         load_project(tmp_path / "missing")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "phrase"),
+    [
+        ("    {% end %}\n", "\n", "Missing {%end%}"),  # tinybird's UnClosedIfError
+        ("String(\n", "String((\n", "'(' was never closed"),  # Python's SyntaxError
+        ("    SELECT\n", "    {% set y = 1 / 0 %}\n    SELECT\n", "placeholder values: division by zero"),
+    ],
+)
+def test_a_template_tinybird_cannot_parse_or_render_is_a_project_error_naming_the_file(broken: Path, old, new, phrase):
+    path = broken / "endpoints" / "customer_cltv.pipe"
+    _replace(path, old, new)
+    with pytest.raises(ProjectError) as error:
+        load_project(broken)
+    assert type(error.value) is ProjectError
+    assert str(error.value).startswith(f"{path}") and phrase in str(error.value)
+
+
+def test_a_template_syntax_error_names_the_node_and_the_line(broken: Path):
+    # tornado's ParseError escapes Tinybird's pipe parser: the adapter maps its node line to the file's line.
+    path = broken / "endpoints" / "customer_cltv.pipe"
+    _replace(path, "    {% end %}\n", "    {% end %}\n    {% end %}\n")
+    with pytest.raises(ProjectError) as error:
+        load_project(broken)
+    assert type(error.value) is ProjectError
+    message = str(error.value)
+    assert "node 'customer_cltv_node': Extra {% end %} block" in message
+    line = int(message.split("customer_cltv.pipe:", 1)[1].split(":", 1)[0])
+    lines = path.read_text().splitlines()
+    assert lines[line - 2 : line] == ["    {% end %}", "    {% end %}"]
+    assert lines[line - 3].strip().startswith("{{ error(")
+
+
+def test_sql_tinybird_cannot_parse_is_a_project_error_naming_the_file(broken: Path):
+    path = broken / "endpoints" / "cltv_summary.pipe"
+    _replace(path, "FROM customer_cltv_mv FINAL", "FROM customer_cltv_mv FINAL WHERE (")
+    with pytest.raises(ProjectError) as error:
+        load_project(broken)
+    assert type(error.value) is ProjectError
+    assert str(error.value).startswith(f"{path}: DB::Exception: Syntax error")

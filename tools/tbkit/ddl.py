@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import ingest, tinybird_adapter
-from .errors import ProjectError
+from .errors import ProjectError, SqlParseError
 from .ingest import identifier
 from .project import Datasource, Pipe, Project
 
@@ -83,9 +83,9 @@ def create_materialized_view(database: str, project: Project, pipe: Pipe) -> str
         replacements[node.name] = ("", f"({node.sql})")
     try:
         select = tinybird_adapter.replace_tables(output.sql, replacements)
-    except Exception as e:
+    except SqlParseError as e:
         raise ProjectError(
-            f"materialized node '{output.name}': {tinybird_adapter.format_sql_error(e)}",
+            f"materialized node '{output.name}': {e}",
             path=str(pipe.path),
             line=output.line,
         ) from None

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import chdb
 
-from . import ddl, ingest, query, tinybird_adapter
+from . import ddl, ingest, query, query_api
 from .errors import (
     IngestError,
     NotFoundError,
@@ -42,7 +42,6 @@ _CLICKHOUSE_CODE = re.compile(r"Code: (\d+)\.")
 _CLICKHOUSE_SUFFIX = re.compile(r"(\s*\((?:[A-Z_]+|version [^)]*)\)\.?)+\s*$")
 _TIMEOUT_CODES = {159, 394}  # TIMEOUT_EXCEEDED, QUERY_WAS_CANCELLED
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-_SQL_FORMATS = {"JSON", "JSONCompact", "JSONEachRow", "CSV", "CSVWithNames", "TSV", "TSVWithNames", "Parquet"}
 _FORMATS = {"json": "JSON", "csv": "CSVWithNames", "ndjson": "JSONEachRow", "parquet": "Parquet"}
 # Session settings of every connection: answers in UTC with 64-bit integers as JSON numbers, as Tinybird.
 _SESSION = (
@@ -209,7 +208,7 @@ class Engine:
         with self.connection(readonly) as conn:
             try:
                 return conn.query(sql, fmt)
-            except Exception as e:
+            except RuntimeError as e:  # chDB raises chdb._exceptions.ChdbError, a RuntimeError, for every failed query
                 code, message = clickhouse_message(e)
                 if code in _TIMEOUT_CODES:
                     raise QueryTimeoutError(
@@ -459,34 +458,9 @@ class Workspace:
 
     def sql(self, text: str, params: dict[str, Any] | None = None, fmt: str = "JSON") -> bytes:
         """Run a read-only query over the workspace's datasources and endpoints (the Query API)."""
-        statement = text.strip().rstrip(";").strip()
-        match = re.search(r"\bFORMAT\s+(\w+)\s*$", statement, re.I)
-        if match:
-            fmt = match.group(1)
-            statement = statement[: match.start()].rstrip()
-        if fmt not in _SQL_FORMATS:
-            raise ParameterError(f"[Error] unsupported format '{fmt}': use one of {', '.join(sorted(_SQL_FORMATS))}")
-        if not re.match(r"^\s*(\(\s*)*(SELECT|WITH)\b", statement, re.I):
-            raise ParameterError("[Error] only SELECT queries are allowed in the Query API")
-        replacements = query.table_replacements(self.project, self.name)
-        try:
-            tables = tinybird_adapter.used_tables_with_database(statement)
-        except Exception as e:
-            raise QueryError(f"[Error] {tinybird_adapter.format_sql_error(e)}") from None
-        for database, table in tables:
-            if database or (table not in replacements and table not in self.project.endpoints):
-                known = f"{database}.{table}" if database else table
-                raise NotFoundError(f"[Error] Resource '{known}' not found")
-        for name, pipe in self.project.endpoints.items():
-            if any(table == name for _, table in tables):
-                replacements[name] = (
-                    "",
-                    f"({query.render_pipe(self.project, pipe, params or {}, self.name)})",
-                )
-        try:
-            statement = tinybird_adapter.replace_tables(statement, replacements, check_functions=True)
-        except Exception as e:
-            raise QueryError(f"[Error] {tinybird_adapter.format_sql_error(e)}") from None
-        if re.search(r"\bINTO\s+OUTFILE\b", re.sub(r"'(?:[^'\\]|\\.)*'", "''", statement), re.I):
-            raise ParameterError("[Error] INTO OUTFILE is not allowed in the Query API")
-        return self.engine.execute(statement, fmt, readonly=True).bytes()
+        return self.run_query(query_api.plan(self.project, text, fmt), params)
+
+    def run_query(self, plan: query_api.QueryPlan, params: dict[str, Any] | None = None) -> bytes:
+        """Run a Query API query that `query_api.plan` allowed, read-only, and return the response body."""
+        sql = query_api.render(plan, self.project, self.name, params or {})
+        return self.engine.execute(sql, plan.fmt, readonly=True).bytes()

@@ -46,6 +46,26 @@ class QueryError(TbkitError):
     status = 400
 
 
+class SqlParseError(QueryError):
+    """Tinybird's SQL parser refused a query (HTTP 400): a syntax error, a statement that is not a SELECT, a
+    restricted function, table function or setting, or subqueries that read each other in a cycle.
+
+    Raised by `tinybird_adapter` with the parser's message; callers add where it came from (file, node, or the
+    Query API's `[Error]` prefix).
+    """
+
+    status = 400
+
+
+class TemplateError(TbkitError):
+    """A node's `%` template cannot be parsed, typed or rendered with placeholder values (HTTP 400).
+
+    Raised by `tinybird_adapter` with the template engine's message; callers add the file, line and node.
+    """
+
+    status = 400
+
+
 class AuthError(TbkitError):
     """The token is missing, unknown or lacks the scope for the resource (HTTP 403)."""
 

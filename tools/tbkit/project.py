@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import tinybird_adapter
-from .errors import NotFoundError, ProjectError
+from .errors import NotFoundError, ProjectError, SqlParseError, TemplateError
 
 # `tb` reads datafiles at most two levels deep (`tinybird/x.pipe`, `tinybird/endpoints/x.pipe`).
 _MAX_DEPTH = 2
@@ -247,7 +247,7 @@ def _merge_parameters(pipe_name: str, nodes: list[Node], path: Path) -> dict[str
             continue
         try:
             declared = tinybird_adapter.template_parameters(node.template, node.name)
-        except Exception as e:  # the parser accepted the file, so this is a template it cannot type
+        except TemplateError as e:  # the parser accepted the file, so this is a template it cannot type
             raise ProjectError(f"node '{node.name}': {e}", path=str(path), line=node.line) from None
         for var in declared:
             name = var["name"]
@@ -295,13 +295,12 @@ def _tables_read_by(node: Node, path: Path) -> list[str]:
     if node.is_template:
         try:
             sql = tinybird_adapter.render_template_for_check(sql, node.name)
-        except Exception as e:
+        except TemplateError as e:
             raise ProjectError(f"node '{node.name}': {e}", path=str(path), line=node.line) from None
     try:
         return tinybird_adapter.used_tables(sql)
-    except Exception as e:
-        message = tinybird_adapter.format_sql_error(e)
-        raise ProjectError(f"node '{node.name}': invalid SQL: {message}", path=str(path), line=node.line) from None
+    except SqlParseError as e:
+        raise ProjectError(f"node '{node.name}': invalid SQL: {e}", path=str(path), line=node.line) from None
 
 
 def _validate(project: Project) -> None:

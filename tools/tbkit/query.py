@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import ingest, tinybird_adapter
-from .errors import ParameterError, QueryError
+from .errors import ParameterError, QueryError, SqlParseError
 from .project import Pipe, Project
 
 # Query parameters that Tinybird's API consumes itself and never passes to the template.
@@ -64,5 +64,5 @@ def render_pipe(
                 replacements[name] = ("", f"({other_sql})")
     try:
         return tinybird_adapter.replace_tables(sql, replacements)
-    except Exception as e:
-        raise QueryError(f"[Error] {tinybird_adapter.format_sql_error(e)}") from None
+    except SqlParseError as e:
+        raise SqlParseError(f"[Error] {e}") from None

@@ -16,13 +16,29 @@ import click
 from tinybird.datafile.common import DatafileSyntaxError, DatafileValidationError
 from tinybird.datafile.parse_datasource import parse_datasource
 from tinybird.datafile.parse_pipe import parse_pipe
+from tinybird.tornado_template import ParseError, SecurityException, UnClosedIfError
 
 from tinybird import sql_template, sql_toolset
 
-from .errors import ParameterError, ProjectError
+from .errors import ParameterError, ProjectError, SqlParseError, TemplateError
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _LINE_IN_MESSAGE = re.compile(r":(\d+) ")
+
+# What Tinybird's template parser raises for a template it cannot read (checked on this version by reading
+# sql_template.py / tornado_template.py and by feeding it random templates): tornado's ParseError, an unclosed
+# `{% if %}`, a forbidden name or operator (SecurityException, usually wrapped in SQLTemplateException, a
+# ValueError), Python's own SyntaxError/IndentationError for a bad expression, ValueError for a reserved
+# variable name, and RecursionError or MemoryError from Python's parser for absurdly nested expressions.
+_TEMPLATE_PARSE_ERRORS = (
+    ParseError,
+    UnClosedIfError,
+    SecurityException,
+    SyntaxError,
+    ValueError,
+    RecursionError,
+    MemoryError,
+)
 
 
 def _clean(message: str) -> str:
@@ -47,14 +63,49 @@ def parse_datafile(path: str, kind: str) -> Any:
         line = int(match.group(1)) if match and match.group(1) != "-1" else None
         message = re.sub(r"^error parsing \S+?:-?\d*\s*", "", message)
         raise ProjectError(message, path=path, line=line) from None
+    except ParseError as e:
+        # The template engine's own syntax errors escape parse_pipe: `filename` is the node, `lineno` the line
+        # in its template.
+        line = _template_line(path, e.filename, e.lineno)
+        raise ProjectError(f"node '{e.filename}': {e.message}", path=path, line=line) from None
     except (ValueError, SyntaxError) as e:
         raise ProjectError(_clean(str(e)), path=path) from None
+    except Exception as e:
+        # Broad on purpose: parse_pipe renders every `%` node with placeholder values, and render_sql_template
+        # re-raises whatever the template's own expressions raise (`{% set y = 1 / 0 %}`: ZeroDivisionError).
+        raise ProjectError(f"a template fails when rendered with placeholder values: {e}", path=path) from None
+
+
+def _template_line(path: str, node: str, lineno: int) -> int | None:
+    """The line of `path` holding line `lineno` of node `node`'s template (line 1 is the one with the `%`)."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return None
+    start = next((n for n, text in enumerate(lines) if re.match(rf"NODE\s+{re.escape(node)}\s*$", text)), None)
+    if start is None:
+        return None
+    in_sql = False
+    for number, text in enumerate(lines[start + 1 :], start + 2):
+        if text.startswith("NODE "):
+            return None
+        if re.match(r"SQL\s*>", text):
+            in_sql = True
+        elif in_sql and text.strip():
+            return number + lineno - 1 if text.strip().startswith("%") else None
+    return None
 
 
 def template_parameters(sql: str, node_name: str) -> list[dict]:
-    """List the typed parameters a `%` template declares: name, type, default, description, ..."""
-    template, _, _ = sql_template.get_template_and_variables(sql, node_name)
-    return sql_template.get_var_names_and_types(template, node_name)
+    """List the typed parameters a `%` template declares: name, type, default, description, ...
+
+    A template the engine cannot parse raises TemplateError.
+    """
+    try:
+        template, _, _ = sql_template.get_template_and_variables(sql, node_name)
+        return sql_template.get_var_names_and_types(template, node_name)
+    except _TEMPLATE_PARSE_ERRORS as e:
+        raise TemplateError(str(e)) from None
 
 
 def render_template(sql: str, variables: dict[str, Any], node_name: str) -> str:
@@ -66,39 +117,77 @@ def render_template(sql: str, variables: dict[str, Any], node_name: str) -> str:
         raise ParameterError(str(err)) from None
     except sql_template.SQLTemplateException as e:
         raise ParameterError(str(e)) from None
-    except (ValueError, TypeError, SyntaxError) as e:
-        # `{{ error('...') }}` in a template raises a plain ValueError carrying the message.
+    except Exception as e:
+        # Broad on purpose: `{{ error('...') }}` raises a plain ValueError carrying the message, a bad value a
+        # ValueError or TypeError, and the template runs its own expressions, whose errors render_sql_template
+        # re-raises whatever their type (`{% set r = 10 / Int32(d, 1) %}` with d=0 raises ZeroDivisionError).
         raise ParameterError(str(e)) from None
     return rendered
 
 
 def render_template_for_check(sql: str, node_name: str) -> str:
-    """Render a template with placeholder values, as `tb` does to validate a pipe without a request."""
-    rendered, _, _ = sql_template.render_sql_template(sql, name=node_name, test_mode=True)
+    """Render a template with placeholder values, as `tb` does to validate a pipe without a request.
+
+    A template that cannot be parsed or rendered raises TemplateError.
+    """
+    try:
+        rendered, _, _ = sql_template.render_sql_template(sql, name=node_name, test_mode=True)
+    except Exception as e:
+        # Broad on purpose: besides the parse errors above, rendering runs the template's own expressions and
+        # render_sql_template re-raises whatever they raise (ZeroDivisionError, TypeError, ...), of any type.
+        raise TemplateError(str(e)) from None
     return rendered
 
 
+def _sql_error(error: ValueError) -> SqlParseError:
+    return SqlParseError(_clean(str(error)))
+
+
+def _tables(sql: str) -> list[tuple[str, str, str]]:
+    # Every failure of sql_toolset is a ValueError: the C++ parser's (syntax errors, "Only SELECT or DESCRIBE
+    # queries are supported", unknown functions, a NUL byte), InvalidFunction (restricted functions, table
+    # functions and settings), MissingResource, toposort's CircularDependencyError and UnicodeEncodeError.
+    try:
+        return sql_toolset.sql_get_used_tables(sql, raising=True, default_database="")
+    except ValueError as e:
+        raise _sql_error(e) from None
+
+
 def used_tables(sql: str) -> list[str]:
-    """Names of the tables (datasources or nodes) a SELECT reads, without database prefixes."""
-    tables = sql_toolset.sql_get_used_tables(sql, raising=True, default_database="")
-    return [table for _, table, *_ in tables if table]
+    """Names of the tables (datasources or nodes) a SELECT reads, without database prefixes.
+
+    SQL that Tinybird's parser refuses raises SqlParseError.
+    """
+    return [table for _, table, *_ in _tables(sql) if table]
 
 
-def used_tables_with_database(sql: str) -> list[tuple[str, str]]:
-    """(database, table) for every table a SELECT reads (table functions are not listed)."""
-    tables = sql_toolset.sql_get_used_tables(sql, raising=True, default_database="")
-    return [(database, table) for database, table, *_ in tables if table]
+def used_tables_and_functions(sql: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """(database, table) for every table a SELECT reads, and the table functions it calls, from one parse.
+
+    SQL that Tinybird's parser refuses raises SqlParseError.
+    """
+    tables = _tables(sql)
+    return [(d, t) for d, t, *_ in tables if t], [f for *_, f in tables if f]
+
+
+def refuse_disabled_table_functions(functions: list[str]) -> None:
+    """Raise SqlParseError for a table function Tinybird does not enable, as `replace_tables(...,
+    check_functions=True)` does (`numbers`, `values`, `zeros`, ... are enabled; `cluster`, `format` are not)."""
+    for function in functions:
+        if function not in sql_toolset.ENABLED_TABLE_FUNCTIONS:
+            raise _sql_error(sql_toolset.InvalidFunction(table_function_name=function))
 
 
 def replace_tables(sql: str, replacements: dict[str, tuple[str, str]], check_functions: bool = False) -> str:
-    """Rewrite table references: each name maps to (database, table) or ("", "(subquery)")."""
+    """Rewrite table references: each name maps to (database, table) or ("", "(subquery)").
+
+    SQL that Tinybird's parser refuses (in `sql` or in a subquery) raises SqlParseError.
+    """
     mapping = {("", name): target for name, target in replacements.items()}
-    return sql_toolset.replace_tables(sql, mapping, default_database="", check_functions=check_functions)
-
-
-def format_sql_error(error: Exception) -> str:
-    """The message of an exception raised by the table rewriter, for a ProjectError or QueryError."""
-    return _clean(str(error))
+    try:
+        return sql_toolset.replace_tables(sql, mapping, default_database="", check_functions=check_functions)
+    except ValueError as e:  # see _tables: every failure of sql_toolset is a ValueError
+        raise _sql_error(e) from None
 
 
 def local_build_workspace_name(project_dir: str | Path) -> str:

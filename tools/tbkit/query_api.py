@@ -1,0 +1,101 @@
+"""The Query API's policy (`/v0/sql`, `Workspace.sql`): what a query may do and which resources it reads.
+
+A query is planned once: `plan` parses it (with Tinybird's parser, through `tinybird_adapter`) and either
+refuses it or answers which datasources, quarantine datasources and endpoints it reads, so a server can check a
+token's scopes on the plan without parsing the SQL again. `render` then turns the plan into the SQL the engine
+runs in one workspace: tables qualified with its database, endpoints inlined as subqueries.
+
+The policy, as Tinybird's Query API: one SELECT (or WITH ... SELECT), an optional trailing `FORMAT <name>` among
+the formats below, only the project's datasources, quarantine datasources and endpoints (no database prefix, no
+system tables), only the table functions and settings Tinybird enables, and no INTO OUTFILE.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from . import query, tinybird_adapter
+from .errors import NotFoundError, ParameterError, SqlParseError
+from .project import Project
+
+FORMATS = frozenset({"JSON", "JSONCompact", "JSONEachRow", "CSV", "CSVWithNames", "TSV", "TSVWithNames", "Parquet"})
+
+_FORMAT_CLAUSE = re.compile(r"\bFORMAT\s+(\w+)\s*$", re.I)
+_SELECT = re.compile(r"^\s*(\(\s*)*(SELECT|WITH)\b", re.I)
+_INTO_OUTFILE = re.compile(r"\bINTO\s+OUTFILE\b", re.I)
+# What cannot hide an INTO OUTFILE clause: string literals, quoted identifiers and comments. Only what is
+# certainly not SQL is blanked (a `#` comment or a heredoc string is left in, at worst refusing a harmless query).
+_NOT_CODE = re.compile(
+    r"""'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*"|`(?:[^`\\]|\\.|``)*`|--[^\n]*|/\*.*?\*/""",
+    re.S,
+)
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    """A Query API query that the policy allows, parsed once."""
+
+    statement: str  # the query without trailing ';' and FORMAT clause
+    fmt: str  # the output format (default "JSON"; from a trailing FORMAT clause)
+    tables: tuple[tuple[str, str], ...]  # (database, table) as parsed, once
+    resources: tuple[str, ...]  # sorted unique names of datasources / quarantine datasources / endpoints read
+
+
+def _refuse_into_outfile(sql: str) -> None:
+    if _INTO_OUTFILE.search(_NOT_CODE.sub(" ", sql)):
+        raise ParameterError("[Error] INTO OUTFILE is not allowed in the Query API")
+
+
+def plan(project: Project, text: str, fmt: str = "JSON") -> QueryPlan:
+    """Check a Query API query against the policy and list what it reads.
+
+    Raises ParameterError (an unsupported format, not a SELECT, INTO OUTFILE), SqlParseError (a QueryError:
+    SQL that Tinybird's parser refuses, a disabled table function) or NotFoundError (a table that is not a
+    datasource, quarantine datasource or endpoint of `project`, or any `database.table`).
+    """
+    statement = text.strip().rstrip(";").strip()
+    match = _FORMAT_CLAUSE.search(statement)
+    if match:
+        fmt = match.group(1)
+        statement = statement[: match.start()].rstrip()
+    if fmt not in FORMATS:
+        raise ParameterError(f"[Error] unsupported format '{fmt}': use one of {', '.join(sorted(FORMATS))}")
+    if not _SELECT.match(statement):
+        raise ParameterError("[Error] only SELECT queries are allowed in the Query API")
+    _refuse_into_outfile(statement)
+    try:
+        tables, functions = tinybird_adapter.used_tables_and_functions(statement)
+    except SqlParseError as e:
+        raise SqlParseError(f"[Error] {e}") from None
+    known = query.table_replacements(project, "").keys() | project.endpoints.keys()
+    for database, table in tables:
+        if database or table not in known:
+            name = f"{database}.{table}" if database else table
+            raise NotFoundError(f"[Error] Resource '{name}' not found")
+    try:
+        tinybird_adapter.refuse_disabled_table_functions(functions)
+    except SqlParseError as e:
+        raise SqlParseError(f"[Error] {e}") from None
+    resources = tuple(sorted({table for _, table in tables}))
+    return QueryPlan(statement=statement, fmt=fmt, tables=tuple(tables), resources=resources)
+
+
+def render(plan: QueryPlan, project: Project, database: str, params: dict[str, Any]) -> str:
+    """The SQL that answers `plan` in workspace `database`: tables qualified, endpoints inlined for `params`.
+
+    Endpoint parameters raise ParameterError as on the endpoint itself; INTO OUTFILE is refused again on the
+    final SQL (Tinybird's formatting of it, so no comment or spacing can hide the clause from the check).
+    """
+    replacements = query.table_replacements(project, database)
+    for name in plan.resources:
+        pipe = project.endpoints.get(name)
+        if pipe is not None:
+            replacements[name] = ("", f"({query.render_pipe(project, pipe, params, database)})")
+    try:
+        sql = tinybird_adapter.replace_tables(plan.statement, replacements, check_functions=True)
+    except SqlParseError as e:
+        raise SqlParseError(f"[Error] {e}") from None
+    _refuse_into_outfile(sql)
+    return sql
