@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,9 @@ from tbkit.engine import Engine, Workspace
 from tbkit.layout import Layout
 from tbkit.project import Project, load_project
 
-ROOT = Path(__file__).resolve().parent.parent
+from . import ROOT
+from .serving import ADMIN_TOKEN, InProcessServer
+
 AS_OF = "2025-07-01 12:00:00"
 LANDING = ("customers", "customer_events", "customer_transactions", "customer_demographics")
 _names = itertools.count()
@@ -65,3 +67,18 @@ def seeded(engine: Engine, project: Project, layout: Layout) -> Iterator[Workspa
         ws.append(name, layout.fixtures_dir / f"{name}.ndjson")
     yield ws
     ws.drop()
+
+
+@pytest.fixture
+def start_server(engine: Engine, tmp_path: Path) -> Iterator[Callable[..., InProcessServer]]:
+    """Start in-process servers over the session's engine (`start_server(token=..., **ServerConfig)`)."""
+    servers: list[InProcessServer] = []
+
+    def start(token: str | None = ADMIN_TOKEN, **config) -> InProcessServer:
+        server = InProcessServer(engine, tmp_path / f"server{len(servers)}", token, **config).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -1,88 +1,94 @@
-"""Start `tbkit serve` as a real process on a free loopback port, and stop it."""
+"""Servers for tests: in-process over the session's engine (the default), or `tbkit serve` as a process.
+
+Most HTTP tests drive a `Service` built over the shared test engine and served on a background thread
+of the test process, as datasette's tests drive its app in-process. A real process is started only where
+the process is the point: signals, kill -9, restart, the real `tb`, load.
+"""
 
 from __future__ import annotations
 
+import itertools
+import logging
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import requests
+from tbkit.engine import Engine
+from tbkit.errors import TbkitError
+from tbkit.server import ServerConfig, Service
+from tbkit.server.process import ServeProcess, free_port
+from tbkit.server.thread import BackgroundServer
 
-ROOT = Path(__file__).resolve().parent.parent
+from . import ROOT
+
+ADMIN_TOKEN = "admin-token-for-tests"
+_servers = itertools.count()
+
+__all__ = ["ADMIN_TOKEN", "InProcessServer", "ROOT", "ServerProcess", "free_port"]
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+class InProcessServer:
+    """A server over `engine` on a thread of this process, with a data directory and a log file of its own."""
 
-
-class ServerProcess:
-    """A `tbkit serve` process over a data directory, with its admin token."""
-
-    def __init__(self, data_dir: Path, token: str | None = "admin-token-for-tests", *extra: str):
+    def __init__(self, engine: Engine, data_dir: Path, token: str | None = ADMIN_TOKEN, **config):
         self.data_dir = data_dir
-        self.token = token
-        self.extra = list(extra)
-        self.port = free_port()
-        self.process: subprocess.Popen | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
+        prefix = f"srv{os.getpid()}_{next(_servers)}_"
+        settings = ServerConfig(
+            project_dir=ROOT / "tinybird", data_dir=data_dir, admin_token=token, database_prefix=prefix, **config
+        )
+        self.service = Service(settings, engine=engine)
+        self.token = self.service.main.tokens.admin.value
+        self._thread = BackgroundServer(self.service)
+        self._log = logging.FileHandler(self.log_path)
+        self._log.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        self._stopped = False
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self._thread.url
+
+    def start(self) -> InProcessServer:
+        for name in ("tornado.access", "tbkit"):
+            logger = logging.getLogger(name)
+            logger.setLevel(logging.INFO)
+            logger.addHandler(self._log)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, drop this server's workspaces and release its thread pool (once)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._thread.stop()
+        for name in ("tornado.access", "tbkit"):
+            logging.getLogger(name).removeHandler(self._log)
+        self._log.close()
+        for tenant in list(self.service.registry.tenants.values()):
+            tenant.workspace.drop()
+        self.service.close()
+
+    def headers(self, token: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token or self.token}"}
+
+
+class ServerProcess(ServeProcess):
+    """`tbkit serve` as a child process of the tests, logging to a file beside its data directory."""
+
+    def __init__(self, data_dir: Path, token: str | None = ADMIN_TOKEN, *extra: str):
+        self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
+        super().__init__(data_dir, ROOT / "tinybird", token, (*extra, "-v"), self.log_path.open("ab"), cwd=ROOT)
 
     def start(self, deadline: float = 60.0) -> ServerProcess:
-        """Start the server and poll /v0/health until it answers (never a fixed sleep)."""
-        env = dict(os.environ, TB_CLI_TELEMETRY_OPTOUT="1")
-        env.pop("TB_TOKEN", None)
-        command = [
-            sys.executable,
-            "-m",
-            "tbkit.cli",
-            "serve",
-            "--port",
-            str(self.port),
-            "--data-dir",
-            str(self.data_dir),
-        ]
-        command += ["--project", str(ROOT / "tinybird"), "-v", *self.extra]
-        if self.token:
-            command += ["--token", self.token]
-        self.log = self.log_path.open("ab")
-        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-        limit = time.monotonic() + deadline
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"tbkit serve exited with {self.process.returncode}: {self.log_path.read_text()}")
-            try:
-                if requests.get(f"{self.url}/v0/health", timeout=1).status_code == 200:
-                    return self
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > limit:
-                self.stop()
-                raise RuntimeError(f"tbkit serve was not ready after {deadline} s: {self.log_path.read_text()}")
-            time.sleep(0.05)
+        try:
+            super().start(deadline)
+        except TbkitError as e:  # the test sees why the process did not start
+            raise RuntimeError(f"{e}: {self.log_path.read_text()}") from None
+        return self
 
-    def stop(self, sig: int = signal.SIGTERM, deadline: float = 30.0) -> int | None:
-        """Stop the server with `sig` and wait for it to exit; its exit code."""
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=deadline)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+    def stop(self, *args, **kwargs) -> int | None:
+        code = super().stop(*args, **kwargs)
         self.log.close()
-        code, self.process = self.process.returncode, None
         return code
 
     def headers(self, token: str | None = None) -> dict[str, str]:

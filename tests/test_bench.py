@@ -11,7 +11,7 @@ import pytest
 from tbkit.bench import ENDPOINTS, percentile, summary
 from tbkit.duckdb_peer import DuckDBPeer
 
-from .serving import ROOT
+from . import ROOT
 
 
 def run_bench(tmp_path, *args: str) -> dict:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from click.testing import CliRunner
 
 from tbkit.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+from . import ROOT
 
 
 @pytest.fixture
@@ -127,13 +129,22 @@ def test_export_tests_writes_tb_test_files(repo):
     assert missing["expected_http_status"] == 400 and "customer_id" in missing["expected_result"]
 
 
+def run_process(*args: str) -> subprocess.CompletedProcess:
+    """The CLI in a process of its own: for commands that open a persistent data directory, which chDB allows
+    only once per process (the tests' own engine holds this one's)."""
+    command = [sys.executable, "-m", "tbkit.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+
+
 def test_seed_appends_fixtures_to_a_persistent_workspace(repo):
-    result = run("seed", "--data-dir", "data")
-    assert result.exit_code == 0, result.output
-    assert "customer_events" in result.output and "246 successful" in result.output
-    again = run("seed", "--data-dir", "data", "--datasource", "customers", "fixtures/malformed/customers.ndjson")
-    assert again.exit_code == 0
-    assert "1 successful" in again.output and "7 quarantined" in again.output
+    result = run_process("seed", "--data-dir", "data")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "customer_events" in result.stdout and "246 successful" in result.stdout
+    again = run_process(
+        "seed", "--data-dir", "data", "--datasource", "customers", "fixtures/malformed/customers.ndjson"
+    )
+    assert again.returncode == 0, again.stderr
+    assert "1 successful" in again.stdout and "7 quarantined" in again.stdout
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,8 @@ from pathlib import Path
 from tbkit import tbcli
 from tbkit.lint import datafiles
 
-ROOT = Path(__file__).resolve().parent.parent
+from . import ROOT
+
 DATAFILES = datafiles(ROOT / "tinybird")
 
 

@@ -15,7 +15,8 @@ import time
 import pytest
 import requests
 
-from .serving import ROOT, ServerProcess
+from . import ROOT
+from .serving import ServerProcess
 
 pytestmark = pytest.mark.slow
 REPORTS = ROOT / "reports" / "reliability"

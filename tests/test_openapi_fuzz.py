@@ -11,14 +11,15 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tbkit.client import TinybirdClient
 
-from .serving import ROOT, ServerProcess
+from . import ROOT
+from .serving import InProcessServer
 
 REPORTS = ROOT / "reports" / "reliability"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    running = ServerProcess(tmp_path_factory.mktemp("schemathesis") / "data").start()
+def server(engine, tmp_path_factory):
+    running = InProcessServer(engine, tmp_path_factory.mktemp("schemathesis") / "data").start()
     api = TinybirdClient(running.url, running.token)
     for name in ("customers", "customer_events", "customer_transactions", "customer_demographics"):
         api.append_ndjson(name, ROOT / "fixtures" / f"{name}.ndjson")

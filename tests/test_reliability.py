@@ -18,11 +18,13 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tbkit import tokens as tokens_module
+from tbkit import workspaces as workspaces_module
 from tbkit.client import TinybirdClient
+from tbkit.errors import AuthError
 from tbkit.project import load_project
 
-from .serving import ROOT, ServerProcess
+from . import ROOT
+from .serving import InProcessServer
 
 PROJECT = load_project(ROOT / "tinybird")
 LANDING = ["customers", "customer_events", "customer_transactions", "customer_demographics"]
@@ -35,8 +37,8 @@ def report(name: str, figures: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    running = ServerProcess(tmp_path_factory.mktemp("reliability") / "data").start()
+def server(engine, tmp_path_factory):
+    running = InProcessServer(engine, tmp_path_factory.mktemp("reliability") / "data").start()
     yield running
     running.stop()
 
@@ -350,17 +352,18 @@ def test_auth_matrix_every_route_and_every_kind_of_token(server):
     report("auth_matrix", matrix)
 
 
-def test_tokens_are_compared_against_every_token_in_constant_time(monkeypatch, tmp_path):
-    store = tokens_module.TokenStore.load(tmp_path, PROJECT, "admin-value")
+def test_tokens_are_compared_against_every_token_in_constant_time(monkeypatch, start_server):
+    registry = start_server(local_api=True).service.registry
+    every = [t for tenant in registry.tenants.values() for t in tenant.tokens.tokens] + registry.user_tokens
     calls = []
-    real = tokens_module.hmac.compare_digest
-    monkeypatch.setattr(tokens_module.hmac, "compare_digest", lambda a, b: calls.append(1) or real(a, b))
-    store.authenticate("admin-value")  # the first token matches...
-    assert len(calls) == len(store.tokens)  # ...and every token is still compared
+    real = workspaces_module.hmac.compare_digest
+    monkeypatch.setattr(workspaces_module.hmac, "compare_digest", lambda a, b: calls.append(1) or real(a, b))
+    registry.authenticate(registry.main.tokens.admin.value)  # the first token matches...
+    assert len(calls) == len(every) > 2  # ...and every token is still compared, the Local API's too
     calls.clear()
-    with pytest.raises(Exception, match="Invalid token"):
-        store.authenticate("nope")
-    assert len(calls) == len(store.tokens)
+    with pytest.raises(AuthError, match="Invalid token"):
+        registry.authenticate("nope")
+    assert len(calls) == len(every)
 
 
 def test_tokens_never_reach_the_server_log(server):
@@ -389,8 +392,8 @@ def wait_for_a_request_in_flight(running, deadline: float = 30.0) -> None:
         time.sleep(0.01)
 
 
-def test_a_slow_query_is_cancelled_at_the_timeout_and_appends_go_on(tmp_path):
-    running = ServerProcess(tmp_path / "data", "admin-token-for-tests", "--query-timeout", "1").start()
+def test_a_slow_query_is_cancelled_at_the_timeout_and_appends_go_on(start_server):
+    running = start_server(query_timeout=1)
     try:
         outcome = {}
 
@@ -413,10 +416,8 @@ def test_a_slow_query_is_cancelled_at_the_timeout_and_appends_go_on(tmp_path):
         running.stop()
 
 
-def test_too_many_concurrent_requests_get_429_and_the_client_honours_retry_after(tmp_path):
-    running = ServerProcess(
-        tmp_path / "data", "admin-token-for-tests", "--max-concurrency", "1", "--query-timeout", "4"
-    ).start()
+def test_too_many_concurrent_requests_get_429_and_the_client_honours_retry_after(start_server):
+    running = start_server(max_concurrency=1, query_timeout=4)
     try:
         thread = threading.Thread(
             target=requests.get, args=(f"{running.url}/v0/sql",), kwargs={"params": {"q": SLOW, "token": running.token}}

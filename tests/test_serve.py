@@ -1,4 +1,4 @@
-"""`tbkit serve` as a real process: the seeds' curl calls, status codes, tokens, restarts and checks."""
+"""`tbkit serve`: the seeds' curl calls, status codes, tokens and checks in-process; restart as a real process."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import pytest
 import requests
 from openapi_spec_validator import validate
 
-from .serving import ROOT, ServerProcess
+from . import ROOT
+from .serving import InProcessServer, ServerProcess
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}  # what curl -d sends
 SEED_EVENTS = [
@@ -40,9 +41,9 @@ SEED_EVENTS = [
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(engine, tmp_path_factory):
     """A server with the seeds' events, shared by the read-only tests of this module."""
-    running = ServerProcess(tmp_path_factory.mktemp("serve") / "data").start()
+    running = InProcessServer(engine, tmp_path_factory.mktemp("serve") / "data").start()
     for path, body in SEED_EVENTS:
         response = requests.post(running.url + path, data=body, headers={**running.headers(), **FORM})
         assert (response.status_code, response.json()) == (202, {"successful_rows": 1, "quarantined_rows": 0})
@@ -304,17 +305,14 @@ def test_restart_finds_the_same_data_and_tokens(tmp_path):
         assert second.stop() == 0
 
 
-def test_check_against_the_server_passes_every_case(tmp_path):
-    running = ServerProcess(tmp_path / "data").start()
-    try:
-        result = subprocess.run(
-            [sys.executable, "-m", "tbkit.cli", "check", "--target", running.url, "--token", running.token, "--seed"],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            timeout=300,
-        )
-    finally:
-        running.stop()
+def test_check_against_the_server_passes_every_case(start_server):
+    running = start_server()
+    result = subprocess.run(
+        [sys.executable, "-m", "tbkit.cli", "check", "--target", running.url, "--token", running.token, "--seed"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert " passed, 0 failed" in result.stdout and f"on {running.url}" in result.stdout

@@ -16,7 +16,8 @@ from tbkit import tbcli
 from tbkit.cli import main
 from tbkit.errors import TbCommandError
 
-from .serving import ROOT, ServerProcess, free_port
+from . import ROOT
+from .serving import ServerProcess, free_port
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from . import ROOT
+
 WORKFLOWS = ROOT / ".github" / "workflows"
 LINTER = ROOT / ".github" / "actionlint"
 

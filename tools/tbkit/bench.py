@@ -15,8 +15,6 @@ import platform
 import random
 import shutil
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +28,7 @@ from . import __version__, datagen, golden
 from .engine import Engine, Workspace
 from .errors import TbkitError
 from .project import Project, load_project
+from .server.process import ServeProcess
 
 ENDPOINTS = (
     "customer_segment_lookup",
@@ -378,14 +377,11 @@ class Bench:
         """Start `tbkit serve` on the loaded data directory: start-up time, HTTP series, Events API, memory."""
         log = self.config.log
         token = "bench-admin-token"
-        port = _free_port()
-        command = [sys.executable, "-m", "tbkit.cli", "serve", "--port", str(port), "--data-dir", str(engine_dir)]
-        command += ["--project", str(self.config.project_dir), "--token", token]
         started = time.perf_counter()
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        url = f"http://127.0.0.1:{port}"
+        process = ServeProcess(engine_dir, self.config.project_dir, token)
+        url = process.url
         try:
-            _wait_ready(url, process, deadline=120)
+            process.start(deadline=120)
             server: dict[str, Any] = {"ready_seconds": round(time.perf_counter() - started, 3)}
             session = requests.Session()
             http: dict[str, dict[str, Any]] = {}
@@ -413,11 +409,10 @@ class Bench:
             self.result["ingestion"]["events_api_http"] = _rows_per_second(
                 post, _event_batches(folder, EVENTS_API_ROWS)
             )
-            server["peak_rss_mb"] = _peak_rss_mb(process.pid)
+            server["peak_rss_mb"] = _peak_rss_mb(process.process.pid)
             self.result["server"] = server
         finally:
-            process.terminate()
-            process.wait(timeout=60)
+            process.stop()
 
     def _peer(self, folder: Path) -> None:
         """DuckDB on the same files: loading, the same series, the same rows, and the latency ratios."""
@@ -475,30 +470,6 @@ class Bench:
             self.result["duckdb"] = figures
         finally:
             peer.close()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_ready(url: str, process: subprocess.Popen, deadline: float) -> None:
-    """Poll /v0/health until the server answers, with a deadline (never a fixed sleep)."""
-    limit = time.monotonic() + deadline
-    while True:
-        if process.poll() is not None:
-            raise TbkitError(f"tbkit serve exited with {process.returncode}: {process.stderr.read().decode()[-500:]}")
-        try:
-            if requests.get(f"{url}/v0/health", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        if time.monotonic() > limit:
-            raise TbkitError(f"tbkit serve was not ready after {deadline} s")
-        time.sleep(0.01)
 
 
 def _peak_rss_mb(pid: int) -> float | None:

@@ -123,13 +123,12 @@ class Engine:
     _current: ClassVar[Engine | None] = None
     _lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, path: Path, owns_path: bool, query_timeout: float | None):
+    def __init__(self, path: Path, owns_path: bool):
         self.path = path
         self._owns_path = owns_path
-        self.query_timeout = query_timeout
-        # Read connections are read-only (readonly = 2) and carry the query time limit; write connections
-        # build and append without a time limit.
-        self._pools: dict[bool, queue.LifoQueue] = {False: queue.LifoQueue(), True: queue.LifoQueue()}
+        # Pools by (read-only, time limit): read connections are read-only (readonly = 2) and carry their
+        # workspace's query time limit; write connections build and append without a time limit.
+        self._pools: dict[tuple[bool, float | None], queue.LifoQueue] = {}
         self._all: list[Any] = []
         self._pool_lock = threading.Lock()
         self.tmp_dir = path / "tmp"
@@ -138,7 +137,7 @@ class Engine:
         self._closed = False
 
     @classmethod
-    def open(cls, path: str | Path | None = None, query_timeout: float | None = None) -> Engine:
+    def open(cls, path: str | Path | None = None) -> Engine:
         """The engine over `path`, or with None the one already open in this process (else a temporary one).
 
         chDB holds one data directory per process, so every caller shares one engine; pair each open()
@@ -155,21 +154,22 @@ class Engine:
                     f"directory per process, so close it before opening {Path(path).resolve()}"
                 )
             if path is None:
-                engine = cls(Path(tempfile.mkdtemp(prefix="tbkit-")), owns_path=True, query_timeout=query_timeout)
+                engine = cls(Path(tempfile.mkdtemp(prefix="tbkit-")), owns_path=True)
             else:
                 resolved = Path(path).resolve()
                 resolved.mkdir(parents=True, exist_ok=True)
-                engine = cls(resolved, owns_path=False, query_timeout=query_timeout)
-            engine._pools[False].put(engine._connect(readonly=False))  # fail now, not on the first request
+                engine = cls(resolved, owns_path=False)
+            with engine.connection():  # fail now, not on the first request
+                pass
             cls._current = engine
             return engine
 
-    def _connect(self, readonly: bool) -> Any:
+    def _connect(self, readonly: bool, timeout: float | None) -> Any:
         conn = chdb.connect(str(self.path / "chdb"))
         for statement in _SESSION:
             conn.query(statement)
-        if readonly and self.query_timeout:
-            conn.query(f"SET max_execution_time = {float(self.query_timeout)}")
+        if readonly and timeout:
+            conn.query(f"SET max_execution_time = {float(timeout)}")
             conn.query("SET timeout_before_checking_execution_speed = 0")
         if readonly:
             conn.query("SET readonly = 2")
@@ -178,15 +178,17 @@ class Engine:
         return conn
 
     @contextlib.contextmanager
-    def connection(self, readonly: bool = False) -> Iterator[Any]:
-        """Borrow a connection for one operation: read-only (time-limited) or read-write."""
+    def connection(self, readonly: bool = False, timeout: float | None = None) -> Iterator[Any]:
+        """Borrow a connection for one operation: read-only (limited to `timeout` seconds) or read-write."""
         if self._closed:
             raise TbkitError("the embedded engine is closed")
-        pool = self._pools[readonly]
+        key = (readonly, timeout if readonly else None)
+        with self._pool_lock:
+            pool = self._pools.setdefault(key, queue.LifoQueue())
         try:
             conn = pool.get_nowait()
         except queue.Empty:
-            conn = self._connect(readonly)
+            conn = self._connect(*key)
         try:
             yield conn
         except BaseException:
@@ -203,16 +205,16 @@ class Engine:
         with contextlib.suppress(Exception):
             conn.close()
 
-    def execute(self, sql: str, fmt: str = "TSV", readonly: bool = False) -> Any:
-        """Run one statement; ClickHouse errors become QueryError (or QueryTimeoutError)."""
-        with self.connection(readonly) as conn:
+    def execute(self, sql: str, fmt: str = "TSV", readonly: bool = False, timeout: float | None = None) -> Any:
+        """Run one statement (a read within `timeout` s); ClickHouse errors become QueryError or QueryTimeoutError."""
+        with self.connection(readonly, timeout) as conn:
             try:
                 return conn.query(sql, fmt)
             except RuntimeError as e:  # chDB raises chdb._exceptions.ChdbError, a RuntimeError, for every failed query
                 code, message = clickhouse_message(e)
                 if code in _TIMEOUT_CODES:
                     raise QueryTimeoutError(
-                        f"[Error] the query took longer than the {self.query_timeout:g} s limit and was cancelled"
+                        f"[Error] the query took longer than the {timeout or 0:g} s limit and was cancelled"
                     ) from None
                 raise QueryError(f"[Error] {message}") from None
 
@@ -220,9 +222,9 @@ class Engine:
         """The first value of the first row of a query, as text."""
         return self.execute(sql, "TSV").bytes().decode().split("\n", 1)[0].split("\t")[0]
 
-    def workspace(self, name: str, project: Project) -> Workspace:
-        """The workspace called `name` (a database), serving `project`."""
-        return Workspace(self, name, project)
+    def workspace(self, name: str, project: Project, query_timeout: float | None = None) -> Workspace:
+        """The workspace called `name` (a database), serving `project`, its reads limited to `query_timeout` s."""
+        return Workspace(self, name, project, query_timeout)
 
     def workspaces(self) -> list[str]:
         """Names of the workspaces (databases) in this engine."""
@@ -252,12 +254,17 @@ class Engine:
 class Workspace:
     """A project built into one database of the engine: append to datasources, query endpoints."""
 
-    def __init__(self, engine: Engine, name: str, project: Project):
+    def __init__(self, engine: Engine, name: str, project: Project, query_timeout: float | None = None):
         if not _NAME.match(name):
             raise ParameterError(f"invalid workspace name '{name}': use letters, digits and _ (max 64)")
         self.engine = engine
         self.name = name
         self.project = project
+        self.query_timeout = query_timeout
+
+    def _read(self, sql: str, fmt: str) -> Any:
+        """Run a read-only query within the workspace's time limit."""
+        return self.engine.execute(sql, fmt, readonly=True, timeout=self.query_timeout)
 
     def _table(self, name: str) -> str:
         return ddl.table_name(self.name, name)
@@ -443,13 +450,13 @@ class Workspace:
         if fmt not in _FORMATS:
             raise NotFoundError(f"unknown format '.{fmt}': use one of {', '.join('.' + f for f in _FORMATS)}")
         sql = self.endpoint_sql(name, params)
-        return self.engine.execute(sql, _FORMATS[fmt], readonly=True).bytes()
+        return self._read(sql, _FORMATS[fmt]).bytes()
 
     def endpoint_columns(self, name: str) -> list[tuple[str, str]]:
         """The (name, type) of every column an endpoint returns, without running it."""
         pipe = self.project.endpoint(name)
         sql = query.render_pipe(self.project, pipe, {}, self.name, placeholders=True)
-        text = self.engine.execute(f"DESCRIBE TABLE ({sql})", "TSV", readonly=True).bytes().decode()
+        text = self._read(f"DESCRIBE TABLE ({sql})", "TSV").bytes().decode()
         return [tuple(line.split("\t")[:2]) for line in text.splitlines() if line]
 
     def endpoint(self, name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -463,4 +470,4 @@ class Workspace:
     def run_query(self, plan: query_api.QueryPlan, params: dict[str, Any] | None = None) -> bytes:
         """Run a Query API query that `query_api.plan` allowed, read-only, and return the response body."""
         sql = query_api.render(plan, self.project, self.name, params or {})
-        return self.engine.execute(sql, plan.fmt, readonly=True).bytes()
+        return self._read(sql, plan.fmt).bytes()

@@ -8,7 +8,6 @@ permissions 0600, so they survive restarts; they are compared in constant time a
 
 from __future__ import annotations
 
-import hmac
 import json
 import os
 import secrets
@@ -19,7 +18,10 @@ from .errors import AuthError
 from .project import Project
 
 TOKENS_FILE = "tokens.json"
+USER_TOKENS_FILE = "local_tokens.json"
 ADMIN = "admin token"
+# Scopes as Tinybird names them; USER is the Local API's user-level access (listing and creating workspaces).
+ADMIN_SCOPE, READ, APPEND, USER = "ADMIN", "READ", "APPEND", "USER"
 
 
 def new_token_value() -> str:
@@ -35,23 +37,22 @@ class Token:
     value: str
     scopes: set[tuple[str, str]] = field(default_factory=set)
     admin: bool = False
+    user: bool = False
 
-    def can_read_pipe(self, pipe: str) -> bool:
-        """True when this token may call the endpoint `pipe`."""
-        return self.admin or ("READ", pipe) in self.scopes
+    def allows(self, scope: str, resource: str | None = None) -> bool:
+        """True when this token holds `scope` (ADMIN, READ, APPEND or USER) on `resource`.
 
-    def can_append(self, datasource: str) -> bool:
-        """True when this token may append to `datasource`."""
-        return self.admin or ("APPEND", datasource) in self.scopes
-
-    def can_query(self, resources: list[str]) -> bool:
-        """True when this token may read every resource (pipe or datasource) through the Query API."""
-        return self.admin or all(("READ", name) in self.scopes for name in resources)
+        The admin token holds every workspace scope; the Local API's user tokens hold USER and nothing in a
+        workspace, as in Tinybird, where a user token names no workspace.
+        """
+        if scope == USER or self.user:
+            return scope == USER and self.user
+        return self.admin or (scope, resource) in self.scopes
 
     def describe(self) -> list[str]:
         """Scopes as Tinybird prints them: `PIPES:READ:name`, `DATASOURCES:APPEND:name`."""
-        if self.admin:
-            return ["ADMIN"]
+        if self.admin or self.user:
+            return [ADMIN_SCOPE if self.admin else USER]
         return sorted(
             f"{'DATASOURCES' if scope == 'APPEND' else 'PIPES'}:{scope}:{name}" for scope, name in self.scopes
         )
@@ -90,26 +91,29 @@ class TokenStore:
     def save(self, path: Path) -> None:
         """Write the token values with permissions 0600 (created that way, never world-readable)."""
         content = {"admin": self.admin.value, "tokens": {t.name: t.value for t in self.tokens if not t.admin}}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump(content, handle, indent=2)
-        os.chmod(path, 0o600)
+        _write_private(path, content)
 
     @property
     def admin(self) -> Token:
         """The admin token."""
         return self.tokens[0]
 
-    def authenticate(self, value: str | None) -> Token:
-        """The token with this value (compared in constant time); AuthError when missing or unknown."""
-        if not value:
-            raise AuthError("Invalid token: a token is required, as `Authorization: Bearer <token>` or `?token=`")
-        found = None
-        for token in self.tokens:
-            # Compare against every token, so the time taken does not depend on which one matches.
-            if hmac.compare_digest(token.value.encode(), value.encode()):
-                found = token
-        if found is None:
-            raise AuthError("Invalid token")
-        return found
+
+def _write_private(path: Path, content: dict) -> None:
+    """Write JSON readable by its owner only (created with mode 0600, never world-readable)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        json.dump(content, handle, indent=2)
+    os.chmod(path, 0o600)
+
+
+def user_tokens(data_dir: Path) -> list[Token]:
+    """The Local API's user and admin tokens (what `GET /tokens` hands out), made once and kept (mode 0600)."""
+    path = Path(data_dir) / USER_TOKENS_FILE
+    if path.is_file():
+        values = json.loads(path.read_text(encoding="utf-8"))
+    else:
+        values = {"user_token": new_token_value(), "admin_token": new_token_value()}
+        _write_private(path, values)
+    return [Token(name, values[name], user=True) for name in ("user_token", "admin_token")]

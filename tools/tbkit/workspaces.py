@@ -29,9 +29,9 @@ def empty_project(root: Path) -> Project:
     return Project(root=root, datasources={}, pipes={})
 
 
-def database_name(name: str) -> str:
-    """The engine database for a workspace name: short, safe and stable."""
-    return MAIN if name == MAIN else "ws_" + hashlib.sha1(name.encode()).hexdigest()[:16]
+def database_name(name: str, prefix: str = "") -> str:
+    """The engine database for a workspace name: short, safe and stable (`prefix` keeps registries apart)."""
+    return prefix + (MAIN if name == MAIN else "ws_" + hashlib.sha1(name.encode()).hexdigest()[:16])
 
 
 @dataclass
@@ -65,18 +65,33 @@ class Tenant:
 class Registry:
     """Every workspace of a served data directory, found by name, id or token."""
 
-    def __init__(self, engine: Engine, data_dir: Path, main: Tenant):
+    def __init__(self, engine: Engine, data_dir: Path, main: Tenant, prefix: str = ""):
         self.engine = engine
         self.data_dir = data_dir
+        self.prefix = prefix
+        self.query_timeout = main.workspace.query_timeout
         self.tenants: dict[str, Tenant] = {main.name: main}
+        self.user_tokens: list[Token] = []
 
     @classmethod
-    def open(cls, engine: Engine, data_dir: Path, project: Project, admin_token: str | None) -> Registry:
-        """The main workspace built from `project`, plus every workspace saved in the data directory."""
-        workspace = engine.workspace(MAIN, project)
+    def open(
+        cls,
+        engine: Engine,
+        data_dir: Path,
+        project: Project,
+        admin_token: str | None,
+        prefix: str = "",
+        query_timeout: float | None = None,
+    ) -> Registry:
+        """The main workspace built from `project`, plus every workspace saved in the data directory.
+
+        Each workspace is a database named by `prefix` and the workspace's name, so several registries can
+        share one engine (chDB holds one data directory per process); reads stop after `query_timeout` s.
+        """
+        workspace = engine.workspace(database_name(MAIN, prefix), project, query_timeout)
         workspace.build()
         main = Tenant(MAIN, MAIN, workspace, TokenStore.load(data_dir, project, admin_token))
-        registry = cls(engine, data_dir, main)
+        registry = cls(engine, data_dir, main, prefix)
         for meta_path in sorted((data_dir / "workspaces").glob("*/workspace.json")):
             registry._load(meta_path.parent)
         return registry
@@ -91,7 +106,7 @@ class Registry:
         project_dir = folder / "project"
         has_files = any(project_dir.rglob("*.datasource")) or any(project_dir.rglob("*.pipe"))
         project = load_project(project_dir) if has_files else empty_project(project_dir)
-        workspace = self.engine.workspace(database_name(meta["name"]), project)
+        workspace = self.engine.workspace(database_name(meta["name"], self.prefix), project, self.query_timeout)
         workspace.build()
         tokens = TokenStore.load(folder, project)
         tenant = Tenant(meta["id"], meta["name"], workspace, tokens, folder, meta.get("deployments", []))
@@ -108,7 +123,7 @@ class Registry:
         folder = self.data_dir / "workspaces" / workspace_id
         (folder / "project").mkdir(parents=True)
         project = empty_project(folder / "project")
-        workspace = self.engine.workspace(database_name(name), project)
+        workspace = self.engine.workspace(database_name(name, self.prefix), project, self.query_timeout)
         workspace.drop()
         workspace.build()
         tenant = Tenant(workspace_id, name, workspace, TokenStore.load(folder, project), folder)
@@ -134,15 +149,20 @@ class Registry:
         del self.tenants[tenant.name]
         return tenant
 
-    def authenticate(self, value: str | None) -> tuple[Tenant, Token]:
-        """The workspace and token for a token value, compared in constant time against every token."""
+    def authenticate(self, value: str | None) -> tuple[Tenant | None, Token]:
+        """The workspace and token for a token value (no workspace for a user token).
+
+        The value is compared in constant time against every token, so the time taken does not tell which
+        one matched; AuthError when the value is missing or unknown.
+        """
         if not value:
             raise AuthError("Invalid token: a token is required, as `Authorization: Bearer <token>` or `?token=`")
-        found: tuple[Tenant, Token] | None = None
-        for tenant in self.tenants.values():
-            for token in tenant.tokens.tokens:
-                if hmac.compare_digest(token.value.encode(), value.encode()):
-                    found = (tenant, token)
+        candidates = [(tenant, token) for tenant in self.tenants.values() for token in tenant.tokens.tokens]
+        candidates += [(None, token) for token in self.user_tokens]
+        found: tuple[Tenant | None, Token] | None = None
+        for tenant, token in candidates:
+            if hmac.compare_digest(token.value.encode(), value.encode()):
+                found = (tenant, token)
         if found is None:
             raise AuthError("Invalid token")
         return found

@@ -1,0 +1,105 @@
+"""The application: one route table over the handler modules, and the loop that serves it.
+
+Adding an endpoint means adding a handler in `views/` (Tinybird's public API) or `local/` (Tinybird
+Local's API) and one line in `routes()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import tornado.httpserver
+import tornado.netutil
+import tornado.web
+
+from .base import NotFoundHandler, log_request
+from .local import deployments as local_deployments
+from .local import tokens as local_tokens
+from .local import workspaces as local_workspaces
+from .service import ServerConfig, Service
+from .views import datasources, events, health, jobs, pipes, sql
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def routes(local_api: bool) -> list[tuple[str, type]]:
+    """Every path the server answers, first match wins; the Local API's only with `local_api`."""
+    public: list[tuple[str, type]] = [
+        (r"/", health.IndexHandler),
+        (r"/v0/health", health.HealthHandler),
+        (r"/v0/events", events.EventsHandler),
+        (r"/v0/datasources", datasources.DatasourcesHandler),
+        (r"/v0/datasources/([^/]+)/truncate", datasources.TruncateHandler),
+        (r"/v0/datasources/([^/]+)", datasources.DatasourceHandler),
+        (r"/v0/pipes/openapi\.json", pipes.OpenApiHandler),
+        (r"/v0/pipes/([^/.]+)\.(json|csv|ndjson)", pipes.EndpointHandler),
+        (r"/v0/pipes/([^/.]+)", pipes.PipeHandler),
+        (r"/v0/sql", sql.SqlHandler),
+    ]
+    local: list[tuple[str, type]] = [
+        (r"/tokens", local_tokens.TokensHandler),
+        (r"/v[01]/user/workspaces", local_workspaces.UserWorkspacesHandler),
+        (r"/v[01]/workspaces", local_workspaces.WorkspacesHandler),
+        (r"/v[01]/workspaces/([^/]+)", local_workspaces.WorkspaceHandler),
+        (r"/v[01]/workspace", local_workspaces.CurrentWorkspaceHandler),
+        (r"/v1/deploy", local_deployments.DeployHandler),
+        (r"/v1/build", local_deployments.BuildHandler),
+        (r"/v1/deployments", local_deployments.DeploymentsHandler),
+        (r"/v1/deployments/([^/]+)", local_deployments.DeploymentHandler),
+        (r"/v1/deployments/([^/]+)/set-live", local_deployments.SetLiveHandler),
+        (r"/v0/jobs", jobs.JobsHandler),
+        (r"/v0/jobs/([^/]+)", jobs.JobsHandler),
+        (r"/v1/datasources/([^/]+)/append", datasources.AppendHandler),
+    ]
+    return (local if local_api else []) + public
+
+
+def make_app(service: Service) -> tornado.web.Application:
+    """The tornado application serving `service`."""
+    args = {"service": service}
+    return tornado.web.Application(
+        [(path, handler, args) for path, handler in routes(service.config.local_api)],
+        default_handler_class=NotFoundHandler,
+        default_handler_args=args,
+        log_function=log_request,
+        template_path=str(TEMPLATES),
+    )
+
+
+def listen(service: Service, host: str, port: int) -> tuple[tornado.httpserver.HTTPServer, int]:
+    """Start serving on host:port (0 picks a free port); the server and the port it is bound to.
+
+    The body limit is the largest upload; each API checks its own, smaller limit.
+    """
+    server = tornado.httpserver.HTTPServer(
+        make_app(service), max_body_size=service.config.max_upload_bytes + 1024 * 1024, xheaders=True
+    )
+    sockets = tornado.netutil.bind_sockets(port, address=host, family=socket.AF_UNSPEC)
+    server.add_sockets(sockets)
+    return server, sockets[0].getsockname()[1]
+
+
+def serve(config: ServerConfig, on_ready: Callable[[Service, int], None] | None = None) -> None:
+    """Build the workspace, serve until SIGINT or SIGTERM, then shut down cleanly."""
+    service = Service(config)
+    try:
+        asyncio.run(_serve(service, on_ready))
+    finally:
+        service.close()
+
+
+async def _serve(service: Service, on_ready: Callable[[Service, int], None] | None) -> None:
+    server, port = listen(service, service.config.host, service.config.port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    if on_ready:
+        on_ready(service, port)
+    await stop.wait()
+    server.stop()
+    await server.close_all_connections()

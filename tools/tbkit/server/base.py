@@ -1,0 +1,161 @@
+"""What every handler shares: the one access check, request parameters, and the one error renderer.
+
+Handlers raise `tbkit.errors` exceptions; `BaseHandler.write_error` turns them into Tinybird's
+`{"error": ...}` bodies and statuses, in exactly one place. Handlers check tokens only through
+`BaseHandler.require`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+import tornado.web
+
+from ..errors import AuthError, NotFoundError, TbkitError, TooManyRequestsError
+from ..tokens import ADMIN_SCOPE, USER, Token
+from ..workspaces import Tenant
+from .service import Service
+
+log = logging.getLogger("tbkit.server")
+_TOKEN_IN_QUERY = re.compile(r"(token=)[^&\s]+")
+
+
+def redact(uri: str) -> str:
+    """A URI with any `token=` value replaced, for logs and errors."""
+    return _TOKEN_IN_QUERY.sub(r"\1***", uri)
+
+
+def forbidden(scope: str, resource: str | None, tenant: Tenant | None) -> AuthError:
+    """The 403 for a token without `scope` on `resource`, naming both as Tinybird does."""
+    if scope == USER:
+        return AuthError("Invalid token: this route needs the Local API's user or admin token (GET /tokens)")
+    if tenant is None:
+        return AuthError("Forbidden: a user token names no workspace; use a workspace token (GET /tokens)")
+    if scope == ADMIN_SCOPE or resource is None:
+        return AuthError("Forbidden: this request needs the workspace's admin token")
+    kind = "Data Source" if resource in tenant.project.datasources else "pipe"
+    return AuthError(f"Forbidden: this token has no {scope} scope on the {kind} '{resource}'")
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    """Shared behaviour: the access check, JSON errors, parameters and the concurrency limit."""
+
+    service: Service
+    tenant: Tenant | None = None
+    token: Token | None = None
+    limited = True  # counted against --max-concurrency
+
+    def initialize(self, service: Service) -> None:
+        self.service = service
+        self._counted = False
+
+    def prepare(self) -> None:
+        if not self.limited:
+            return
+        limit = self.service.config.max_concurrency
+        if self.service.in_flight >= limit:
+            raise TooManyRequestsError(
+                f"Too many requests: the server is at its limit of {limit} concurrent requests; "
+                "retry after the time in Retry-After",
+                retry_after=1,
+            )
+        self.service.in_flight += 1
+        self._counted = True
+
+    def on_finish(self) -> None:
+        if self._counted:
+            self.service.in_flight -= 1
+            self._counted = False
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Access-Control-Allow-Origin", "*")
+
+    # -- access ---------------------------------------------------------------------------------------
+
+    def token_value(self) -> str | None:
+        """The token sent with the request, as `Authorization: Bearer` or `?token=`."""
+        header = self.request.headers.get("Authorization", "")
+        value = header[7:].strip() if header.lower().startswith("bearer ") else None
+        return value or self.get_query_argument("token", None)
+
+    def require(self, scope: str | tuple[str, ...], *resources: str) -> Tenant:
+        """The request's workspace, once its token holds `scope` (or one of several) on every resource.
+
+        The one access check of the server. ADMIN and USER need no resource; READ or APPEND with no
+        resource admit any token of a workspace. AuthError (403) for a missing or unknown token, or one
+        without the scope. The token is looked up once per request and kept in `self.tenant`, `self.token`.
+        """
+        if self.token is None:
+            self.tenant, self.token = self.service.registry.authenticate(self.token_value())
+        scopes = (scope,) if isinstance(scope, str) else scope
+        if self.tenant is None and USER not in scopes:
+            raise forbidden(scopes[0], None, None)
+        checks: tuple[str | None, ...] = resources or ((None,) if scopes[0] in (ADMIN_SCOPE, USER) else ())
+        for resource in checks:
+            if not any(self.token.allows(s, resource) for s in scopes):
+                raise forbidden(scopes[0], resource, self.tenant)
+        return self.tenant  # type: ignore[return-value]  # None only for USER, whose handlers ignore it
+
+    # -- parameters and answers -----------------------------------------------------------------------
+
+    def query_params(self, *drop: str) -> dict[str, str]:
+        """Query parameters as single strings (the last value wins), `token` and `drop` removed."""
+        params = {k: v[-1].decode("utf-8", "replace") for k, v in self.request.query_arguments.items()}
+        for name in ("token", *drop):
+            params.pop(name, None)
+        return params
+
+    def flag(self, name: str) -> bool:
+        """A boolean query parameter (`true` or `1`)."""
+        return self.get_query_argument(name, "false").lower() in ("true", "1")
+
+    def send_json(self, content: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(content))
+
+    # -- errors ---------------------------------------------------------------------------------------
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """The one place errors become HTTP responses: `{"error": "..."}` with Tinybird's statuses."""
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(error, TbkitError):
+            self.set_status(error.status)
+            message = error.message
+            if isinstance(error, TooManyRequestsError):
+                self.set_header("Retry-After", str(error.retry_after))
+        elif isinstance(error, tornado.web.HTTPError):
+            message = error.log_message or self._reason
+        else:
+            message = "Internal server error"
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"error": message}))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, TbkitError):
+            return  # expected: answered with its status, not logged as a failure
+        if isinstance(value, tornado.web.HTTPError):
+            return super().log_exception(typ, value, tb)
+        log.error("unexpected error on %s %s", self.request.method, redact(self.request.uri), exc_info=(typ, value, tb))
+
+
+class NotFoundHandler(BaseHandler):
+    """Anything else: Tinybird's 404 shape."""
+
+    limited = False
+
+    def prepare(self) -> None:
+        raise NotFoundError(f"Not found: {self.request.method} {redact(self.request.path)}")
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """Access log without token values."""
+    status = handler.get_status()
+    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    request = handler.request
+    logging.getLogger("tornado.access").log(
+        level, "%d %s %s %.1fms", status, request.method, redact(request.uri), 1000 * request.request_time()
+    )

@@ -1,0 +1,90 @@
+"""The served state: configuration, the engine (injected or opened), the workspace registry, the thread pool.
+
+One `Service` backs one tornado application. Tests build it over the session's engine, with a database
+prefix of their own, and drive the application in-process; `tbkit serve` opens the engine on its data
+directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..engine import Engine
+from ..project import load_project
+from ..tokens import user_tokens
+from ..workspaces import Registry, Tenant
+from .jobs import JobLog
+
+
+@dataclass
+class ServerConfig:
+    """Everything `tbkit serve` needs to know."""
+
+    project_dir: Path = Path("tinybird")
+    data_dir: Path = Path(".tbkit")
+    host: str = "127.0.0.1"
+    port: int = 7181
+    admin_token: str | None = None
+    max_events_bytes: int = 10 * 1024 * 1024
+    max_upload_bytes: int = 1024 * 1024 * 1024
+    max_concurrency: int = 32
+    query_timeout: float | None = None
+    threads: int = 16
+    local_api: bool = False
+    # Prefix of the engine databases of this server's workspaces, so servers can share one engine.
+    database_prefix: str = ""
+
+
+class Service:
+    """The served state: engine, workspaces, executor, jobs and the concurrency count."""
+
+    def __init__(self, config: ServerConfig, engine: Engine | None = None):
+        """Serve `config`; with `engine`, share that engine (which the caller closes) instead of opening one."""
+        self.config = config
+        project = load_project(config.project_dir)
+        self._owns_engine = engine is None
+        self.engine = engine or Engine.open(config.data_dir)
+        try:
+            data_dir = Path(config.data_dir)
+            self.registry = Registry.open(
+                self.engine, data_dir, project, config.admin_token, config.database_prefix, config.query_timeout
+            )
+            if config.local_api:
+                self.registry.user_tokens = user_tokens(data_dir)
+        except BaseException:
+            self._release_engine()
+            raise
+        self.executor = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="tbkit")
+        self.in_flight = 0
+        self.jobs = JobLog()
+        self._columns: dict[tuple[str, int], dict[str, list[tuple[str, str]]]] = {}
+
+    @property
+    def main(self) -> Tenant:
+        """The workspace built from the served project folder."""
+        return self.registry.main
+
+    async def run(self, function: Callable, *args: Any) -> Any:
+        """Run a blocking engine call in the thread pool."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+
+    def endpoint_columns(self, tenant: Tenant) -> dict[str, list[tuple[str, str]]]:
+        """Columns of every endpoint of a workspace, computed once per deployment."""
+        key = (tenant.name, len(tenant.deployments))
+        if key not in self._columns:
+            self._columns[key] = {name: tenant.workspace.endpoint_columns(name) for name in tenant.project.endpoints}
+        return self._columns[key]
+
+    def close(self) -> None:
+        """Stop the thread pool and release the engine (when this service opened it)."""
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        self._release_engine()
+
+    def _release_engine(self) -> None:
+        if self._owns_engine:
+            self.engine.close()

@@ -1,0 +1,1 @@
+"""Handlers of Tinybird's public HTTP API, one module per resource."""

@@ -1,0 +1,30 @@
+"""`GET|POST /v0/sql?q=...`: the Query API, a read-only query over datasources and endpoints."""
+
+from __future__ import annotations
+
+from ... import query_api
+from ...errors import ParameterError
+from ...tokens import READ
+from ..base import BaseHandler
+
+
+class SqlHandler(BaseHandler):
+    """The query is planned once (`query_api.plan`): the token must read every resource the plan names."""
+
+    async def get(self) -> None:
+        await self._answer(self.get_query_argument("q", None))
+
+    async def post(self) -> None:
+        q = self.get_query_argument("q", None) or self.get_body_argument("q", None)
+        if q is None and self.request.body:
+            q = self.request.body.decode("utf-8", "replace")
+        await self._answer(q)
+
+    async def _answer(self, q: str | None) -> None:
+        if not q or not q.strip():
+            raise ParameterError("The 'q' parameter is required: /v0/sql?q=SELECT ...")
+        tenant = self.require(READ)
+        plan = query_api.plan(tenant.project, q)
+        self.require(READ, *plan.resources)
+        body = await self.service.run(tenant.workspace.run_query, plan, self.query_params("q"))
+        self.finish(body)
