@@ -12,6 +12,7 @@ import logging
 import re
 from typing import Any
 
+import tornado.httputil
 import tornado.web
 
 from ..errors import AuthError, NotFoundError, TbkitError, TooManyRequestsError
@@ -128,7 +129,7 @@ class BaseHandler(tornado.web.RequestHandler):
             if isinstance(error, TooManyRequestsError):
                 self.set_header("Retry-After", str(error.retry_after))
         elif isinstance(error, tornado.web.HTTPError):
-            message = error.log_message or self._reason
+            message = error.log_message or tornado.httputil.responses.get(error.status_code, "Error")
         else:
             message = "Internal server error"
         self.set_header("Content-Type", "application/json")

@@ -6,8 +6,8 @@ import time
 
 from ...errors import ParameterError
 from ...tokens import ADMIN_SCOPE, APPEND, READ
-from .. import bodies
 from ..base import BaseHandler
+from ..bodies import decompress, format_of, to_ndjson, uploaded_file
 
 
 class DatasourcesHandler(BaseHandler):
@@ -22,10 +22,10 @@ class DatasourcesHandler(BaseHandler):
             raise ParameterError(f"Unsupported mode '{mode}': this server supports mode=append")
         tenant = self.require(APPEND, name)
         datasource = tenant.project.datasource(name)
-        data, filename = bodies.uploaded_file(self.request, self.service.config.max_upload_bytes)
-        fmt = self.get_query_argument("format", None) or bodies.format_of(filename)
-        data = bodies.decompress(data, None, self.service.config.max_upload_bytes)
-        data = bodies.to_ndjson(data, fmt, [c.name for c in datasource.columns])
+        data, filename = uploaded_file(self.request, self.service.config.max_upload_bytes)
+        fmt = self.get_query_argument("format", None) or format_of(filename)
+        data = decompress(data, None, self.service.config.max_upload_bytes)
+        data = to_ndjson(data, fmt, [c.name for c in datasource.columns])
         started = time.perf_counter()
         result = await self.service.run(tenant.workspace.append, name, data)
         self.send_json(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ...errors import ParameterError, PayloadTooLargeError
 from ...tokens import APPEND
-from .. import bodies
 from ..base import BaseHandler
+from ..bodies import check_event_type, decompress
 
 
 class EventsHandler(BaseHandler):
@@ -17,11 +17,11 @@ class EventsHandler(BaseHandler):
             raise ParameterError("The 'name' parameter is required: /v0/events?name=<datasource>")
         tenant = self.require(APPEND, name)
         tenant.project.datasource(name)
-        bodies.check_event_type(self.request.headers.get("Content-Type", ""))
+        check_event_type(self.request.headers.get("Content-Type", ""))
         limit = self.service.config.max_events_bytes
         if len(self.request.body) > limit:
             raise PayloadTooLargeError(f"The body is larger than the Events API limit of {limit} bytes")
-        body = bodies.decompress(self.request.body, self.request.headers.get("Content-Encoding"), limit)
+        body = decompress(self.request.body, self.request.headers.get("Content-Encoding"), limit)
         result = await self.service.run(tenant.workspace.append, name, body)
         self.set_header("X-Tbkit-Import-Id", result.import_id)
         self.send_json(result.to_dict(), 200 if self.flag("wait") else 202)
