@@ -318,9 +318,10 @@ def datagen(scale, customers, events_per_customer, random_seed, workers, out, as
 )
 @click.option("--query-timeout", type=click.FloatRange(min=0.1), help="Cancel queries running longer (seconds).")
 @click.option(
-    "--local-api",
-    is_flag=True,
-    help="Also answer Tinybird Local's API (/tokens, workspaces, /v1/deploy, /v1/build), so `tb --local` works.",
+    "--local-api/--no-local-api",
+    default=None,
+    help="Answer Tinybird Local's API (/tokens, workspaces, deploys), so `tb --local` works. Default: on when "
+    "bound to a loopback address, off otherwise, because its /tokens is unauthenticated as in Tinybird Local.",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log every request (tokens redacted).")
 def serve(project_dir, host, port, data_dir, token, max_concurrency, query_timeout, local_api, verbose):
@@ -359,7 +360,7 @@ def serve(project_dir, host, port, data_dir, token, max_concurrency, query_timeo
         else:
             click.echo(f"  admin token: {service.main.tokens.admin.value}  (saved in {data_dir}/tokens.json)")
         click.echo("  scoped tokens: tbkit tokens --data-dir " + str(data_dir))
-        if local_api:
+        if service.config.serves_local_api:
             click.echo(f"  Tinybird Local API on: TB_LOCAL_HOST={host} TB_LOCAL_PORT={bound_port} tb --local deploy")
 
     run(config, on_ready=ready)

@@ -17,52 +17,71 @@ import tornado.netutil
 import tornado.web
 
 from .base import NotFoundHandler, log_request
-from .local import deployments as local_deployments
 from .local import tokens as local_tokens
 from .local import workspaces as local_workspaces
 from .service import ServerConfig, Service
-from .views import datasources, events, health, jobs, pipes, sql
+from .views import datasources, deployments, events, health, jobs, pipes, sql, workspace
 
 TEMPLATES = Path(__file__).parent / "templates"
 
 
 def routes(local_api: bool) -> list[tuple[str, type]]:
-    """Every path the server answers, first match wins; the Local API's only with `local_api`."""
+    """Every path the server answers, first match wins; without `local_api`, Local API paths explain it is off."""
     public: list[tuple[str, type]] = [
         (r"/", health.IndexHandler),
         (r"/v0/health", health.HealthHandler),
+        # workspace
+        (r"/v[01]/workspace", workspace.CurrentWorkspaceHandler),
+        # events
         (r"/v0/events", events.EventsHandler),
+        # datasources
         (r"/v0/datasources", datasources.DatasourcesHandler),
         (r"/v0/datasources/([^/]+)/truncate", datasources.TruncateHandler),
         (r"/v0/datasources/([^/]+)", datasources.DatasourceHandler),
+        (r"/v1/datasources/([^/]+)/append", datasources.AppendHandler),
+        # pipes
         (r"/v0/pipes/openapi\.json", pipes.OpenApiHandler),
         (r"/v0/pipes/([^/.]+)\.(json|csv|ndjson)", pipes.EndpointHandler),
         (r"/v0/pipes/([^/.]+)", pipes.PipeHandler),
+        # sql
         (r"/v0/sql", sql.SqlHandler),
+        # tokens
+        # jobs
+        (r"/v0/jobs", jobs.JobsHandler),
+        (r"/v0/jobs/([^/]+)", jobs.JobsHandler),
+        # variables and connectors
+        # deployments
+        (r"/v1/deploy", deployments.DeployHandler),
+        (r"/v1/build", deployments.BuildHandler),
+        (r"/v1/deployments", deployments.DeploymentsHandler),
+        (r"/v1/deployments/([^/]+)", deployments.DeploymentHandler),
+        (r"/v1/deployments/([^/]+)/set-live", deployments.SetLiveHandler),
     ]
+    # Tinybird Local's own paths: its unauthenticated /tokens, and the user's workspaces.
     local: list[tuple[str, type]] = [
         (r"/tokens", local_tokens.TokensHandler),
         (r"/v[01]/user/workspaces", local_workspaces.UserWorkspacesHandler),
         (r"/v[01]/workspaces", local_workspaces.WorkspacesHandler),
         (r"/v[01]/workspaces/([^/]+)", local_workspaces.WorkspaceHandler),
-        (r"/v[01]/workspace", local_workspaces.CurrentWorkspaceHandler),
-        (r"/v1/deploy", local_deployments.DeployHandler),
-        (r"/v1/build", local_deployments.BuildHandler),
-        (r"/v1/deployments", local_deployments.DeploymentsHandler),
-        (r"/v1/deployments/([^/]+)", local_deployments.DeploymentHandler),
-        (r"/v1/deployments/([^/]+)/set-live", local_deployments.SetLiveHandler),
-        (r"/v0/jobs", jobs.JobsHandler),
-        (r"/v0/jobs/([^/]+)", jobs.JobsHandler),
-        (r"/v1/datasources/([^/]+)/append", datasources.AppendHandler),
     ]
-    return (local if local_api else []) + public
+    if not local_api:  # every Local API path says how to turn it on, and /tokens tells `tb` so too
+        local = [(r"/tokens", local_tokens.LocalApiOffTokensHandler)]
+        local += [(path, local_tokens.LocalApiOffHandler) for path in LOCAL_API_PATHS]
+    return local + public
+
+
+# Paths only Tinybird Local's API answers (`tb --local` calls them before anything else).
+LOCAL_API_PATHS = (
+    r"/v[01]/user/workspaces",
+    r"/v[01]/workspaces(?:/.*)?",
+)
 
 
 def make_app(service: Service) -> tornado.web.Application:
     """The tornado application serving `service`."""
     args = {"service": service}
     return tornado.web.Application(
-        [(path, handler, args) for path, handler in routes(service.config.local_api)],
+        [(path, handler, args) for path, handler in routes(service.config.serves_local_api)],
         default_handler_class=NotFoundHandler,
         default_handler_args=args,
         log_function=log_request,

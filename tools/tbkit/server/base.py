@@ -22,6 +22,13 @@ from .service import Service
 
 log = logging.getLogger("tbkit.server")
 _TOKEN_IN_QUERY = re.compile(r"(token=)[^&\s]+")
+# What `GET /tokens` hands out when Tinybird Local's API is off, so that `tb --local` prints OFF_MESSAGE.
+LOCAL_API_OFF = "local-api-off"
+OFF_MESSAGE = (
+    "Tinybird Local's API is off on this server (by default it is on only on a loopback address, because its "
+    "/tokens needs no token). Restart it with `tbkit serve --local-api` to use `tb --local`, or call Tinybird's "
+    "API with the admin token that `tbkit serve` printed."
+)
 
 
 def redact(uri: str) -> str:
@@ -91,7 +98,10 @@ class BaseHandler(tornado.web.RequestHandler):
         without the scope. The token is looked up once per request and kept in `self.tenant`, `self.token`.
         """
         if self.token is None:
-            self.tenant, self.token = self.service.registry.authenticate(self.token_value())
+            value = self.token_value()
+            if value == LOCAL_API_OFF:
+                raise AuthError(OFF_MESSAGE)
+            self.tenant, self.token = self.service.registry.authenticate(value)
         scopes = (scope,) if isinstance(scope, str) else scope
         if self.tenant is None and USER not in scopes:
             raise forbidden(scopes[0], None, None)

@@ -8,6 +8,8 @@ directory.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import socket
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,9 +37,30 @@ class ServerConfig:
     max_concurrency: int = 32
     query_timeout: float | None = None
     threads: int = 16
-    local_api: bool = False
+    # Tinybird Local's API: None serves it only on a loopback address (its /tokens is unauthenticated).
+    local_api: bool | None = None
     # Prefix of the engine databases of this server's workspaces, so servers can share one engine.
     database_prefix: str = ""
+
+    @property
+    def serves_local_api(self) -> bool:
+        """True when Tinybird Local's API is served: asked for, or by default on a loopback address."""
+        if self.local_api is not None:
+            return self.local_api
+        try:
+            return all(ipaddress.ip_address(address).is_loopback for address in _addresses(self.host))
+        except ValueError:
+            return False
+
+
+def _addresses(host: str) -> list[str]:
+    """The addresses a host name binds to (an empty host binds every interface)."""
+    if not host:
+        return ["0.0.0.0"]
+    try:
+        return sorted({info[4][0] for info in socket.getaddrinfo(host, None)})
+    except socket.gaierror:
+        return [host]
 
 
 class Service:
@@ -54,7 +77,7 @@ class Service:
             self.registry = Registry.open(
                 self.engine, data_dir, project, config.admin_token, config.database_prefix, config.query_timeout
             )
-            if config.local_api:
+            if config.serves_local_api:
                 self.registry.user_tokens = user_tokens(data_dir)
         except BaseException:
             self._release_engine()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...tokens import READ, USER
+from ...tokens import USER
 from ..base import BaseHandler
 
 ORGANIZATION_ID = "tbkit-local"
@@ -38,11 +38,3 @@ class WorkspaceHandler(BaseHandler):
         self.require(USER)
         tenant = await self.service.run(self.service.registry.delete, key)
         self.send_json({"id": tenant.id, "name": tenant.name, "deleted": True})
-
-
-class CurrentWorkspaceHandler(BaseHandler):
-    """`GET /v0/workspace` and `/v1/workspace`: the workspace of the request's token."""
-
-    def get(self) -> None:
-        tenant = self.require(READ)
-        self.send_json({**tenant.describe(), "is_forward": True, "is_branch": False})
