@@ -316,3 +316,24 @@ def test_check_against_the_server_passes_every_case(start_server):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert " passed, 0 failed" in result.stdout and f"on {running.url}" in result.stdout
+
+
+def test_the_local_api_is_on_by_default_on_loopback_only():
+    from tbkit.server import ServerConfig
+
+    assert ServerConfig(host="127.0.0.1").serves_local_api
+    assert ServerConfig(host="localhost").serves_local_api
+    assert not ServerConfig(host="0.0.0.0").serves_local_api
+    assert not ServerConfig(host="127.0.0.1", local_api=False).serves_local_api
+    assert ServerConfig(host="0.0.0.0", local_api=True).serves_local_api
+
+
+def test_with_the_local_api_off_tb_is_told_how_to_turn_it_on(start_server):
+    running = start_server(local_api=False)
+    tokens = requests.get(running.url + "/tokens").json()
+    assert set(tokens) == {"user_token", "admin_token", "workspace_admin_token"}  # what tb reads first
+    for path in ("/v1/user/workspaces", "/v0/datasources"):
+        answer = requests.get(running.url + path, params={"token": tokens["user_token"]})
+        assert answer.status_code == 403
+        assert "tbkit serve --local-api" in answer.json()["error"]
+    assert requests.get(running.url + "/v0/pipes/cltv_summary.json", headers=running.headers()).status_code == 200
