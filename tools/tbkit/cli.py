@@ -370,22 +370,21 @@ def serve(project_dir, host, port, data_dir, token, max_concurrency, query_timeo
 @project_option
 @data_dir_option
 def tokens(project_dir, data_dir):
-    """List the tokens of the served workspace: name, scopes and value.
+    """List the tokens of the served workspace: name, scopes (Tinybird's notation) and value.
 
-    Scoped tokens come from `TOKEN <name> READ` lines in endpoints and `TOKEN <name> APPEND` lines in
-    datasources; their values are generated once and kept in --data-dir/tokens.json (mode 0600).
+    The same tokens as `tb --local token ls` on the served workspace: the admin token, the scoped tokens of
+    `TOKEN <name> READ|APPEND` lines in the datafiles, and those made through the Tokens API (`tb token
+    create static`). Values are generated once and kept in --data-dir/tokens.json (mode 0600).
 
     \b
     Example:
       tbkit tokens --data-dir .tbkit
     """
     from .project import load_project
-    from .tokens import TokenStore
+    from .tokens import TokenStore, listing
 
-    store = TokenStore.load(data_dir, load_project(project_dir))
-    for token in store.tokens:
-        click.echo(f"{token.name:<30} {', '.join(token.describe())}")
-        click.echo(f"{'':<30} {token.value}")
+    for line in listing(TokenStore.load(data_dir, load_project(project_dir))):
+        click.echo(line)
 
 
 @main.command()

@@ -19,7 +19,7 @@ from typing import Any
 from .engine import Engine, Workspace
 from .errors import AuthError, NotFoundError, ParameterError
 from .project import Project, load_project
-from .tokens import Token, TokenStore
+from .tokens import Token, TokenStore, jwt_workspace_id, looks_like_jwt
 
 MAIN = "main"
 
@@ -157,6 +157,12 @@ class Registry:
         """
         if not value:
             raise AuthError("Invalid token: a token is required, as `Authorization: Bearer <token>` or `?token=`")
+        if looks_like_jwt(value):  # a JWT names its workspace and is verified with that workspace's admin token
+            workspace_id = jwt_workspace_id(value)
+            tenant = next((t for t in self.tenants.values() if t.id == workspace_id), None)
+            if tenant is None:
+                raise AuthError("Invalid token: the JWT names no workspace of this server")
+            return tenant, tenant.tokens.verify_jwt(value)
         candidates = [(tenant, token) for tenant in self.tenants.values() for token in tenant.tokens.tokens]
         candidates += [(None, token) for token in self.user_tokens]
         found: tuple[Tenant | None, Token] | None = None

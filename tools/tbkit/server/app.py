@@ -20,7 +20,7 @@ from .base import NotFoundHandler, log_request
 from .local import tokens as local_tokens
 from .local import workspaces as local_workspaces
 from .service import ServerConfig, Service
-from .views import datasources, deployments, events, health, jobs, pipes, sql, workspace
+from .views import datasources, deployments, events, health, jobs, pipes, sql, tokens, workspace
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -46,6 +46,9 @@ def routes(local_api: bool) -> list[tuple[str, type]]:
         # sql
         (r"/v0/sql", sql.SqlHandler),
         # tokens
+        (r"/v0/tokens/?", tokens.TokensHandler),
+        (r"/v0/tokens/([^/]+)/refresh", tokens.RefreshHandler),
+        (r"/v0/tokens/([^/]+)", tokens.TokenHandler),
         # jobs
         (r"/v0/jobs", jobs.JobsHandler),
         (r"/v0/jobs/([^/]+)", jobs.JobsHandler),
