@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import filecmp
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -32,12 +33,16 @@ def test_tb_fmt_diff_catches_a_misformatted_file_among_clean_ones(tmp_path: Path
     assert "+ENGINE MergeTree" in problems[0].diff
 
 
-def test_tb_fixtures_resolve_to_the_same_files():
-    link = ROOT / "tinybird" / "fixtures"
-    assert link.is_symlink()
-    assert link.resolve() == (ROOT / "fixtures").resolve()
-    for name in ("customers", "customer_events", "customer_transactions", "customer_demographics"):
-        assert (link / f"{name}.ndjson").is_file()
+def test_tb_fixtures_link_each_datasource_fixture_and_nothing_deeper(project, layout):
+    folder = layout.tb_fixtures_dir
+    assert folder.is_dir() and not folder.is_symlink()
+    links = sorted(folder.iterdir())
+    assert [link.name for link in links] == sorted(f"{name}.ndjson" for name in project.landing_datasources)
+    for link in links:
+        assert link.is_symlink() and not Path(os.readlink(link)).is_absolute()  # survives a copy of the repo
+        assert link.resolve() == (layout.fixtures_dir / link.name).resolve()
+    # tb scans three levels (tinybird/*/*/*) and warns about any folder at the third one
+    assert not [path for path in layout.project_dir.glob("*/*/*") if path.is_dir()]
 
 
 def test_committed_fixtures_match_their_generator(tmp_path: Path):

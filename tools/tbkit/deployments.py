@@ -1,24 +1,32 @@
-"""Deployments: the datafiles `tb deploy` and `tb build` upload, applied to a workspace.
+"""Deployments: the datafiles `tb deploy` and `tb build` upload, checked, staged and promoted in a workspace.
 
-The upload is parsed and validated with the same project loader as everything else; a broken datafile
-comes back as an error naming its file, which `tb` prints. A valid upload is diffed against what the
-workspace holds (new, changed and deleted resources, as `tb` lists them), then built into the workspace.
-A datasource whose columns change is only recreated with `allow_destructive_operations` (deploy) or on
-`tb build`, which always rebuilds like Tinybird Local does.
+As in Tinybird, for every workspace, the main (served) one included:
+
+- an upload is parsed and validated with the same project loader as everything else; a broken datafile
+  comes back as an error naming its file, which `tb` prints;
+- a valid upload is diffed against the live deployment's datafiles (new, changed and deleted resources,
+  as `tb` lists them) and built into a scratch database first, so SQL errors are found before anything
+  changes; `check` stops there (`tb deploy --check`);
+- a datasource whose columns change is refused unless `allow_destructive_operations` (then it is recreated
+  empty); `tb build` always allows it, like Tinybird Local;
+- with `auto_promote` (`tb deploy`) the deployment goes live at once; without it (`tb deployment create`)
+  it is staged: its datafiles wait in the workspace folder, the live deployment keeps serving, and
+  `set-live` (`tb deployment promote`) or `DELETE` (`tb deployment discard`) decides. One staged
+  deployment at a time;
+- going live builds the new project into the workspace's database: tables of unchanged datasources and
+  their data are kept; the deployment it replaces is marked deleted.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import shutil
 import uuid
 from pathlib import Path
 from typing import Any
 
-from .errors import ParameterError, ProjectError, TbkitError
+from .errors import NotFoundError, ParameterError, ProjectError, TbkitError
 from .project import Project, load_project
-from .tokens import TokenStore
-from .workspaces import Registry, Tenant, database_name
+from .workspaces import Registry, Tenant, database_name, datafile_texts, now
 
 CHANGE_KEYS = (
     "new_datasource_names",
@@ -28,25 +36,38 @@ CHANGE_KEYS = (
     "changed_pipe_names",
     "deleted_pipe_names",
 )
+STAGED, LIVE, DELETED, FAILED = "data_ready", "data_ready", "deleted", "failed"
 
 
-def _texts(resources: dict[str, Any]) -> dict[str, str]:
-    return {name: resource.path.read_text(encoding="utf-8") for name, resource in resources.items()}
-
-
-def diff(old: Project, new: Project) -> dict[str, list[str]]:
-    """New, changed and deleted datasources and pipes between two projects, by datafile content."""
+def diff(old: dict[str, dict[str, str]], new: Project) -> dict[str, list[str]]:
+    """New, changed and deleted datasources and pipes between deployed datafile texts and a project."""
+    texts = datafile_texts(new)
     changes: dict[str, list[str]] = {}
-    for kind, old_texts, new_texts in (
-        ("datasource", _texts(old.datasources), _texts(new.datasources)),
-        ("pipe", _texts(old.pipes), _texts(new.pipes)),
-    ):
-        changes[f"new_{kind}_names"] = sorted(set(new_texts) - set(old_texts))
-        changes[f"changed_{kind}_names"] = sorted(
-            n for n in new_texts if n in old_texts and new_texts[n] != old_texts[n]
-        )
-        changes[f"deleted_{kind}_names"] = sorted(set(old_texts) - set(new_texts))
+    for kind in ("datasource", "pipe"):
+        before, after = old.get(kind, {}), texts[kind]
+        changes[f"new_{kind}_names"] = sorted(set(after) - set(before))
+        changes[f"changed_{kind}_names"] = sorted(n for n in after if n in before and after[n] != before[n])
+        changes[f"deleted_{kind}_names"] = sorted(set(before) - set(after))
     return changes
+
+
+def public(record: dict[str, Any]) -> dict[str, Any]:
+    """A deployment record as the API shows it (without the server's own `_` keys)."""
+    return {key: value for key, value in record.items() if not key.startswith("_")}
+
+
+def find(tenant: Tenant, deployment_id: str) -> dict[str, Any]:
+    """A deployment of the workspace, by id; NotFoundError naming the ids it has otherwise."""
+    for record in tenant.all_deployments():
+        if record["id"] == deployment_id:
+            return record
+    known = ", ".join(r["id"] for r in tenant.all_deployments())
+    raise NotFoundError(f"Deployment '{deployment_id}' not found in workspace '{tenant.name}' (deployments: {known})")
+
+
+def pending(tenant: Tenant) -> dict[str, Any] | None:
+    """The staged deployment waiting to be promoted or discarded, if any."""
+    return next((r for r in tenant.staged if r["status"] == STAGED and not r["live"]), None)
 
 
 def _write_upload(files: list[tuple[str, str]], folder: Path) -> None:
@@ -74,31 +95,18 @@ def _error_entry(error: TbkitError, folder: Path) -> dict[str, str]:
     return {"filename": filename, "error": message}
 
 
-def _record(tenant: Tenant, changes: dict[str, list[str]], live: bool, status: str = "data_ready") -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "id": str(len(tenant.deployments) + 1),
-        "status": status,
-        "live": live,
-        "created_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"),
+def _new_record(tenant: Tenant, changes: dict[str, list[str]], allow_destructive: bool) -> dict[str, Any]:
+    return {
+        "id": tenant.next_deployment_id(),
+        "status": STAGED,
+        "live": False,
+        "created_at": now(),
         "errors": [],
         "feedback": [],
         "new_data_connector_ids": [],
         **changes,
+        "_allow_destructive": allow_destructive,
     }
-    if live:
-        promote(tenant, record)
-    tenant.deployments.append(record)
-    tenant.save()
-    return record
-
-
-def promote(tenant: Tenant, record: dict[str, Any]) -> None:
-    """Make `record` the live deployment; the one it replaces is deleted, as in Tinybird."""
-    for other in tenant.deployments:
-        if other is not record and other["status"] != "deleted":
-            other["live"] = False
-            other["status"] = "deleted"
-    record["live"] = True
 
 
 def apply(
@@ -109,65 +117,137 @@ def apply(
     allow_destructive: bool = False,
     live: bool = True,
 ) -> tuple[str, dict[str, Any], list[dict[str, str]]]:
-    """Validate and apply uploaded datafiles: (result, deployment record or changes, errors)."""
-    if tenant.folder is None:
-        raise ParameterError("Deploy to a workspace created through the Local API, not to the served project")
-    staging = tenant.folder / f"staging-{uuid.uuid4().hex[:8]}"
-    try:
-        _write_upload(files, staging)
+    """Validate uploaded datafiles, then check, stage or deploy them: (result, record or changes, errors).
+
+    The result is Tinybird's: `success`, `failed` or `no_changes`.
+    """
+    with tenant.lock:
+        waiting = pending(tenant)
+        if waiting is not None and not check:
+            raise ParameterError(
+                f"Deployment #{waiting['id']} is staged in workspace '{tenant.name}': promote it "
+                "(tb deployment promote) or discard it (tb deployment discard) before creating another one"
+            )
+        upload = tenant.deploy_dir / f"upload-{uuid.uuid4().hex[:8]}"
         try:
-            project = load_project(staging)
-        except ProjectError as e:
-            return "failed", {}, [_error_entry(e, staging)]
-        changes = diff(tenant.project, project)
-        if not any(changes.values()):
-            return "no_changes", {}, []
-        if check:
-            errors = _check_build(registry, tenant, project, allow_destructive, staging)
-            return ("failed" if errors else "success"), changes, errors
-        errors = _swap(registry, tenant, staging, allow_destructive)
+            _write_upload(files, upload)
+            try:
+                project = load_project(upload)
+            except ProjectError as e:
+                return FAILED, {}, [_error_entry(e, upload)]
+            changes = diff(tenant.texts, project)
+            if not any(changes.values()):
+                return "no_changes", {}, []
+            errors = _check_build(registry, tenant, project, allow_destructive, upload)
+            if errors:
+                return FAILED, changes, errors
+            if check:
+                return "success", changes, []
+            record = _new_record(tenant, changes, allow_destructive)
+            if live:
+                errors = _swap(registry, tenant, upload, allow_destructive)
+                if errors:
+                    return FAILED, changes, errors
+                _make_live(tenant, record)
+            else:
+                staging = tenant.staging_dir(record["id"])
+                staging.parent.mkdir(parents=True, exist_ok=True)
+                upload.rename(staging)
+                tenant.staged.append(record)
+            tenant.save()
+            return "success", record, []
+        finally:
+            shutil.rmtree(upload, ignore_errors=True)
+
+
+def promote(registry: Registry, tenant: Tenant, deployment_id: str) -> dict[str, Any]:
+    """Make a staged deployment live (`set-live`); the deployment it replaces is marked deleted.
+
+    ProjectError when its datafiles no longer build into the workspace (it is then marked failed, and the
+    live deployment keeps serving).
+    """
+    with tenant.lock:
+        record = find(tenant, deployment_id)
+        if record["live"]:
+            return record
+        if record["status"] != STAGED:
+            raise ParameterError(
+                f"Deployment #{deployment_id} is {record['status']}: only a staged deployment can be promoted"
+            )
+        errors = _swap(registry, tenant, tenant.staging_dir(deployment_id), record.get("_allow_destructive", False))
         if errors:
-            return "failed", changes, errors
-        return "success", _record(tenant, changes, live), []
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            record.update(status=FAILED, errors=errors)
+            tenant.save()
+            raise ProjectError(
+                f"Deployment #{deployment_id} cannot be promoted: "
+                + "; ".join(f"{e.get('filename', '')} {e['error']}".strip() for e in errors)
+            )
+        tenant.staged.remove(record)
+        _make_live(tenant, record)
+        tenant.save()
+        return record
+
+
+def discard(tenant: Tenant, deployment_id: str) -> dict[str, Any]:
+    """Delete a deployment that is not live (`tb deployment discard`); deleting a deleted one is a no-op."""
+    with tenant.lock:
+        record = find(tenant, deployment_id)
+        if record["live"]:
+            raise ParameterError(
+                f"Deployment #{deployment_id} is live: promote another deployment before discarding it"
+            )
+        if record["status"] != DELETED:
+            record.update(status=DELETED, live=False)
+            shutil.rmtree(tenant.staging_dir(deployment_id), ignore_errors=True)
+            tenant.save()
+        return record
+
+
+def _make_live(tenant: Tenant, record: dict[str, Any]) -> None:
+    for other in tenant.all_deployments():
+        if other["live"]:
+            other.update(live=False, status=DELETED)
+    record.update(live=True, status=LIVE)
+    tenant.deployments.append(record)
 
 
 def _check_build(
-    registry: Registry, tenant: Tenant, project: Project, allow_destructive: bool, staging: Path
+    registry: Registry, tenant: Tenant, project: Project, allow_destructive: bool, upload: Path
 ) -> list[dict[str, str]]:
-    """Build the project into a scratch copy to find SQL errors, without touching the workspace."""
-    scratch = registry.engine.workspace(database_name(tenant.name) + "_check", project)
+    """Build the project into a scratch database to find SQL errors, and check it against the live tables."""
+    scratch_name = database_name(tenant.name, registry.prefix) + "_check_" + uuid.uuid4().hex[:8]
+    scratch = registry.engine.workspace(scratch_name, project)
     try:
-        scratch.drop()
         scratch.build()
         if not allow_destructive:
             registry.engine.workspace(tenant.workspace.name, project).check_compatible()
         return []
     except ProjectError as e:
-        return [_error_entry(e, staging)]
+        return [_error_entry(e, upload)]
     finally:
         scratch.drop()
 
 
-def _swap(registry: Registry, tenant: Tenant, staging: Path, allow_destructive: bool) -> list[dict[str, str]]:
-    """Make the staged files the workspace's project and build it; on failure, restore the previous one."""
-    current = tenant.folder / "project"
-    previous = tenant.folder / "previous"
+def _swap(registry: Registry, tenant: Tenant, source: Path, allow_destructive: bool) -> list[dict[str, str]]:
+    """Make the datafiles in `source` the workspace's live project and build it; on failure, keep the old one."""
+    current = tenant.project_dir
+    previous = tenant.deploy_dir / "previous"
     shutil.rmtree(previous, ignore_errors=True)
-    current.rename(previous)
-    staging.rename(current)
-    project = load_project(current)
-    workspace = registry.engine.workspace(tenant.workspace.name, project)
+    had_current = current.exists()
+    if had_current:
+        current.rename(previous)
+    source.rename(current)
     try:
+        project = load_project(current)
+        workspace = registry.engine.workspace(tenant.workspace.name, project, tenant.workspace.query_timeout)
         workspace.build(replace_changed=allow_destructive)
     except ProjectError as e:
         errors = [_error_entry(e, current)]
         shutil.rmtree(current, ignore_errors=True)
-        previous.rename(current)
+        if had_current:
+            previous.rename(current)
         tenant.workspace.build()  # the previous project, as it was
         return errors
     shutil.rmtree(previous, ignore_errors=True)
-    tenant.workspace = workspace
-    tenant.tokens = TokenStore.load(tenant.folder, project, tenant.tokens.admin.value)
+    tenant.go_live(workspace)
     return []

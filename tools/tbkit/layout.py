@@ -29,6 +29,16 @@ class Layout:
         return self.fixtures_dir / "golden"
 
     @property
+    def tb_fixtures_dir(self) -> Path:
+        """`tinybird/fixtures`: one link per datasource, `<ds>.ndjson -> ../../fixtures/<ds>.ndjson`.
+
+        `tb build` and `tb test run` append `tinybird/fixtures/<datasource>.ndjson` to each datasource. The
+        folder holds only those links, not a link to all of `fixtures/`: `tb` scans the project three levels
+        deep and warns about any deeper folder, which `fixtures/golden/<endpoint>/` would be.
+        """
+        return self.project_dir / "fixtures"
+
+    @property
     def tests_dir(self) -> Path:
         """`tinybird/tests`: the `tb test` files `tbkit export-tests` writes."""
         return self.project_dir / "tests"

@@ -13,7 +13,7 @@ class UserWorkspacesHandler(BaseHandler):
 
     def get(self) -> None:
         self.require(USER)
-        workspaces = [tenant.describe() for tenant in self.service.registry.tenants.values()]
+        workspaces = [tenant.describe(with_token=True) for tenant in self.service.registry.tenants.values()]
         self.send_json({"organization_id": ORGANIZATION_ID, "workspaces": workspaces})
 
 
@@ -24,7 +24,7 @@ class WorkspacesHandler(BaseHandler):
         self.require(USER)
         name = self.get_query_argument("name", None) or self.get_body_argument("name", None)
         tenant = await self.service.run(self.service.registry.create, name or "")
-        self.send_json(tenant.describe())
+        self.send_json(tenant.describe(with_token=True))
 
 
 class WorkspaceHandler(BaseHandler):
@@ -32,7 +32,7 @@ class WorkspaceHandler(BaseHandler):
 
     def get(self, key: str) -> None:
         self.require(USER)
-        self.send_json(self.service.registry.find(key).describe())
+        self.send_json(self.service.registry.find(key).describe(with_token=True))
 
     async def delete(self, key: str) -> None:
         self.require(USER)

@@ -1,16 +1,18 @@
-"""Deployments: `tb build` and `tb deploy` uploads, their status, promotion and discarding (admin token)."""
+"""Deployments: `tb build` and `tb deploy` uploads, the list, status, promotion and discarding (admin token).
+
+Every workspace deploys the same way, the served (main) one included, as Tinybird Cloud's and Local's do:
+`tb --cloud --host http://127.0.0.1:7181 --token <admin> deploy [--check]` deploys the main workspace.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
 from ... import deployments
-from ...errors import NotFoundError, ParameterError
+from ...errors import ParameterError
 from ...tokens import ADMIN_SCOPE
-from ...workspaces import Tenant
 from ..base import BaseHandler
 
 DEPLOY_FLAGS = ("check", "auto_promote", "allow_destructive_operations")
+NO_DEPLOYMENT = {"id": "0", "errors": [], "feedback": []}
 
 
 def uploaded_datafiles(handler: BaseHandler) -> list[tuple[str, str]]:
@@ -24,16 +26,12 @@ def uploaded_datafiles(handler: BaseHandler) -> list[tuple[str, str]]:
     return files
 
 
-def find_deployment(tenant: Tenant, deployment_id: str) -> dict[str, Any]:
-    """A deployment record of the workspace, by id."""
-    for record in tenant.deployments:
-        if record["id"] == deployment_id:
-            return record
-    raise NotFoundError(f"Deployment {deployment_id} not found")
-
-
 class DeployHandler(BaseHandler):
-    """`POST /v1/deploy[?check=true][&auto_promote=true][&allow_destructive_operations=true]`."""
+    """`POST /v1/deploy[?check=true][&auto_promote=true][&allow_destructive_operations=true]`.
+
+    `check` validates without applying; `auto_promote` makes the deployment live at once (`tb deploy`);
+    without it the deployment is staged (`tb deployment create`).
+    """
 
     async def post(self) -> None:
         tenant = self.require(ADMIN_SCOPE)
@@ -51,7 +49,9 @@ class DeployHandler(BaseHandler):
         )
         if result == "failed":
             record = {**record, "id": "0", "status": "failed", "live": False, "feedback": [], "errors": errors}
-        self.send_json({"result": result, "deployment": record or {"id": "0", "errors": [], "feedback": []}})
+        elif flag["check"] and record:
+            record = {**record, "feedback": [], "errors": []}  # validated, nothing created
+        self.send_json({"result": result, "deployment": deployments.public(record) if record else NO_DEPLOYMENT})
 
 
 class BuildHandler(BaseHandler):
@@ -71,37 +71,33 @@ class BuildHandler(BaseHandler):
 
 
 class DeploymentsHandler(BaseHandler):
-    """`GET /v1/deployments`: the workspace's deployments, newest first."""
+    """`GET /v1/deployments[?include_deleted=true]`: the workspace's deployments, oldest first."""
 
     def get(self) -> None:
         tenant = self.require(ADMIN_SCOPE)
-        current = [record for record in tenant.deployments if record["status"] != "deleted"]
-        self.send_json({"deployments": list(reversed(current))})
+        records = tenant.all_deployments()
+        if not self.flag("include_deleted"):
+            records = [record for record in records if record["status"] != deployments.DELETED]
+        self.send_json({"deployments": [deployments.public(record) for record in records]})
 
 
 class DeploymentHandler(BaseHandler):
-    """`GET /v1/deployments/<id>` (status), `DELETE` (discard)."""
+    """`GET /v1/deployments/<id>` (status), `DELETE` (discard a deployment that is not live)."""
 
     def get(self, deployment_id: str) -> None:
         tenant = self.require(ADMIN_SCOPE)
-        self.send_json({"deployment": find_deployment(tenant, deployment_id)})
+        self.send_json({"deployment": deployments.public(deployments.find(tenant, deployment_id))})
 
-    def delete(self, deployment_id: str) -> None:
+    async def delete(self, deployment_id: str) -> None:
         tenant = self.require(ADMIN_SCOPE)
-        record = find_deployment(tenant, deployment_id)
-        if record["live"]:
-            raise ParameterError("The live deployment cannot be discarded")
-        record["status"] = "deleted"
-        tenant.save()
-        self.send_json({"deployment": record})
+        record = await self.service.run(deployments.discard, tenant, deployment_id)
+        self.send_json({"deployment": deployments.public(record)})
 
 
 class SetLiveHandler(BaseHandler):
-    """`POST /v1/deployments/<id>/set-live`: promote a deployment."""
+    """`POST /v1/deployments/<id>/set-live`: promote a staged deployment."""
 
-    def post(self, deployment_id: str) -> None:
+    async def post(self, deployment_id: str) -> None:
         tenant = self.require(ADMIN_SCOPE)
-        record = find_deployment(tenant, deployment_id)
-        deployments.promote(tenant, record)
-        tenant.save()
-        self.send_json({"result": "success", "deployment": record})
+        record = await self.service.run(deployments.promote, self.service.registry, tenant, deployment_id)
+        self.send_json({"result": "success", "deployment": deployments.public(record)})
