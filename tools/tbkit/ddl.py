@@ -73,8 +73,8 @@ def view_name(pipe: Pipe) -> str:
     return f"{pipe.name}__mv"
 
 
-def create_materialized_view(database: str, project: Project, pipe: Pipe) -> str:
-    """CREATE MATERIALIZED VIEW ... TO target AS the pipe's SQL, nodes inlined, tables qualified."""
+def materialized_select(database: str, project: Project, pipe: Pipe) -> str:
+    """The SELECT of a materialization pipe: earlier nodes inlined, datasources qualified with `database`."""
     output = pipe.output_node
     replacements: dict[str, tuple[str, str]] = {name: (database, name) for name in project.datasources}
     for node in pipe.nodes:
@@ -82,13 +82,49 @@ def create_materialized_view(database: str, project: Project, pipe: Pipe) -> str
             break
         replacements[node.name] = ("", f"({node.sql})")
     try:
-        select = tinybird_adapter.replace_tables(output.sql, replacements)
+        return tinybird_adapter.replace_tables(output.sql, replacements)
     except SqlParseError as e:
         raise ProjectError(
             f"materialized node '{output.name}': {e}",
             path=str(pipe.path),
             line=output.line,
         ) from None
+
+
+def create_materialized_view(database: str, project: Project, pipe: Pipe) -> str:
+    """CREATE MATERIALIZED VIEW ... TO target AS the pipe's SQL, nodes inlined, tables qualified."""
+    select = materialized_select(database, project, pipe)
     view = table_name(database, view_name(pipe))
-    target = table_name(database, output.datasource)
+    target = table_name(database, pipe.output_node.datasource)
     return f"CREATE MATERIALIZED VIEW IF NOT EXISTS {view} TO {target}\nAS {select}"
+
+
+def populate(database: str, project: Project, pipe: Pipe) -> str:
+    """INSERT into a materialization's target what its SELECT gives over the whole of its sources."""
+    target = table_name(database, pipe.output_node.datasource)
+    return f"INSERT INTO {target}\n{materialized_select(database, project, pipe)}"
+
+
+def sources(project: Project, pipe: Pipe) -> set[str]:
+    """The datasources a materialization pipe reads (through any of its nodes)."""
+    return {table for node in pipe.nodes for table in node.reads if table in project.datasources}
+
+
+def materializations_reading(project: Project, datasource: str) -> list[Pipe]:
+    """The materialization pipes that read `datasource`, by name."""
+    pipes = project.materializations.values()
+    return sorted((p for p in pipes if datasource in sources(project, p)), key=lambda p: p.name)
+
+
+def downstream(project: Project, datasource: str) -> list[str]:
+    """Every datasource fed from `datasource` through materializations, directly or not, nearest first."""
+    found: list[str] = []
+    frontier = [datasource]
+    while frontier:
+        current = frontier.pop(0)
+        for pipe in materializations_reading(project, current):
+            target = pipe.output_node.datasource
+            if target and target != datasource and target not in found:
+                found.append(target)
+                frontier.append(target)
+    return found

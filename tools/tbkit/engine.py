@@ -360,12 +360,145 @@ class Workspace:
         self.engine.execute(f"DROP DATABASE IF EXISTS {ingest.identifier(self.name)} SYNC")
 
     def truncate(self, datasource: str | None = None) -> None:
-        """Empty one datasource (and its quarantine), or every datasource when None."""
+        """Empty one datasource (and its quarantine), or every datasource when None.
+
+        As Tinybird, truncating a datasource leaves the datasources its materializations feed as they are
+        (`tb datasource truncate --cascade` truncates them one by one).
+        """
         names = [datasource] if datasource else list(self.project.datasources)
         for name in names:
             self.project.datasource(name)
             self.engine.execute(f"TRUNCATE TABLE IF EXISTS {self._table(name)}")
             self.engine.execute(f"TRUNCATE TABLE IF EXISTS {self._table(name + ingest.QUARANTINE_SUFFIX)}")
+
+    def check_condition(self, datasource: str, condition: str) -> str:
+        """A SQL condition on a datasource's columns, checked with the Query API's parser; ParameterError if not.
+
+        The condition may only read the datasource itself (no other table, no subquery on other resources).
+        """
+        self.project.datasource(datasource)
+        if not condition or not condition.strip():
+            raise ParameterError("The SQL condition is empty: give a condition on the datasource's columns")
+        text = f"SELECT count() FROM {ingest.identifier(datasource)} WHERE ({condition})"
+        try:
+            plan = query_api.plan(self.project, text)
+        except (QueryError, NotFoundError) as e:
+            raise ParameterError(f"Invalid SQL condition '{condition}': {e}") from None
+        if set(plan.resources) != {datasource}:
+            raise ParameterError(
+                f"Invalid SQL condition '{condition}': it may only refer to the columns of '{datasource}'"
+            )
+        return condition
+
+    def count_where(self, datasource: str, condition: str) -> int:
+        """Rows of a datasource matching a condition (`check_condition` first)."""
+        condition = self.check_condition(datasource, condition)
+        try:
+            return int(self.engine.scalar(f"SELECT count() FROM {self._table(datasource)} WHERE ({condition})"))
+        except QueryError as e:
+            message = str(e).split(" In scope ", 1)[0]  # ClickHouse's scope names the workspace's database
+            raise ParameterError(f"Invalid SQL condition '{condition}': {message}") from None
+
+    def delete_rows(self, datasource: str, condition: str, dry_run: bool = False) -> int:
+        """Delete the rows matching `condition`; the number of rows deleted (or, with `dry_run`, to delete).
+
+        As Tinybird, the delete does not cascade to the datasources materializations feed from this one.
+        """
+        rows = self.count_where(datasource, condition)
+        if rows and not dry_run and self.project.datasource(datasource).engine != "Null":
+            self.engine.execute(
+                f"ALTER TABLE {self._table(datasource)} DELETE WHERE ({condition}) SETTINGS mutations_sync = 2"
+            )
+        return rows
+
+    def replace(
+        self, datasource: str, source: bytes, condition: str | None = None, import_id: str | None = None
+    ) -> AppendResult:
+        """Replace a datasource's rows with the rows of NDJSON `source`; misfits go to quarantine.
+
+        Without `condition` every row is replaced; with one, as Tinybird's `replace_condition`, the rows that
+        match it are deleted and only the new rows that match it are inserted. The new rows are staged and
+        validated before anything is deleted, so a bad file never loses data.
+
+        Materializations: Tinybird re-runs the materialized views that depend on the datasource for the
+        replaced data. Here every datasource fed from this one through materializations (directly or not) is
+        emptied and rebuilt from what its sources now hold: the views are populated from the sources' remaining
+        rows, then the new rows are inserted, which feeds the views as an append does. Every target then holds
+        exactly what appending all its sources' current rows would have given. Readers may see the datasource
+        and its targets partly rebuilt while a replace runs.
+        """
+        target = self.project.datasource(datasource)
+        ingest.check_appendable(target)
+        if condition is not None:
+            condition = self.check_condition(datasource, condition)
+        import_id = import_id or uuid.uuid4().hex
+        holding = self._table(f"__stage_{import_id}_new")
+        self.engine.execute(f"CREATE TABLE {holding} AS {self._table(datasource)} ENGINE = Memory")
+        try:
+            successful = quarantined = 0
+            for number, chunk in enumerate(_split_bytes(bytes(source))):
+                chunk_path = self.engine.tmp_dir / f"{import_id}.{number}.ndjson"
+                chunk_path.write_bytes(chunk)
+                try:
+                    ok, bad = self._append_file(target, chunk_path, import_id, into=holding)
+                finally:
+                    with contextlib.suppress(OSError):
+                        os.unlink(chunk_path)
+                successful, quarantined = successful + ok, quarantined + bad
+            where = ""
+            if condition is not None:
+                where = f" WHERE ({condition})"
+                successful = int(self.engine.scalar(f"SELECT count() FROM {holding}{where}"))
+            if condition is None:
+                self.engine.execute(f"TRUNCATE TABLE {self._table(datasource)}")
+            elif target.engine != "Null":
+                self.engine.execute(
+                    f"ALTER TABLE {self._table(datasource)} DELETE WHERE ({condition}) SETTINGS mutations_sync = 2"
+                )
+            self.rebuild_downstream(datasource)
+            self.engine.execute(f"INSERT INTO {self._table(datasource)} SELECT * FROM {holding}{where}")
+        finally:
+            self.engine.execute(f"DROP TABLE IF EXISTS {holding}")
+        return AppendResult(target.name, successful, quarantined, import_id)
+
+    def rebuild_downstream(self, datasource: str) -> list[str]:
+        """Empty the datasources fed from `datasource` through materializations and repopulate them from their
+        sources; the datasources rebuilt, nearest first.
+
+        A materialization reading a rebuilt datasource is fed by the rebuild itself (inserting into a
+        datasource runs its views), so only those reading datasources outside the rebuilt set are populated.
+        """
+        targets = ddl.downstream(self.project, datasource)
+        for name in targets:
+            self.engine.execute(f"TRUNCATE TABLE IF EXISTS {self._table(name)}")
+        rebuilt = set(targets)
+        for pipe in sorted(self.project.materializations.values(), key=lambda p: p.name):
+            if pipe.output_node.datasource in rebuilt and not ddl.sources(self.project, pipe) & rebuilt:
+                self.engine.execute(ddl.populate(self.name, self.project, pipe))
+        return targets
+
+    def datasource_stats(self) -> dict[str, dict[str, Any]]:
+        """Per datasource (and quarantine) table: rows and bytes of its active parts, when it was created and
+        last written (UTC, `YYYY-MM-DD HH:MM:SS`)."""
+        database = ingest.quote(self.name)
+        text = self.engine.execute(
+            "SELECT t.name, toString(t.metadata_modification_time), ifNull(p.rows, 0), ifNull(p.bytes, 0), "
+            "if(p.modified IS NULL, '', toString(p.modified)) "
+            "FROM system.tables AS t LEFT JOIN (SELECT table, sum(rows) AS rows, sum(bytes_on_disk) AS bytes, "
+            f"toNullable(max(modification_time)) AS modified FROM system.parts WHERE database = {database} "
+            "AND active GROUP BY table) AS p ON p.table = t.name "
+            f"WHERE t.database = {database} SETTINGS join_use_nulls = 1"
+        )
+        stats: dict[str, dict[str, Any]] = {}
+        for line in text.bytes().decode().splitlines():
+            name, created, rows, size, modified = line.split("\t")
+            stats[name] = {
+                "row_count": int(rows),
+                "bytes": int(size),
+                "created_at": created,
+                "updated_at": max(modified or created, created),
+            }
+        return stats
 
     # -- appending ------------------------------------------------------------------------------------
 
@@ -381,6 +514,7 @@ class Workspace:
         Large inputs are appended in chunks of whole lines; `on_progress(n)` is told of every n bytes done.
         """
         target = self.project.datasource(datasource)
+        ingest.check_appendable(target)
         import_id = import_id or uuid.uuid4().hex
         if isinstance(source, bytes | bytearray | memoryview):
             chunks: Iterator[bytes] | None = _split_bytes(bytes(source))
@@ -412,7 +546,8 @@ class Workspace:
                     on_progress(len(chunk))
         return AppendResult(target.name, successful, quarantined, import_id)
 
-    def _append_file(self, target: Any, path: Path, import_id: str) -> tuple[int, int]:
+    def _append_file(self, target: Any, path: Path, import_id: str, into: str | None = None) -> tuple[int, int]:
+        """Stage one NDJSON file: accepted rows go to the datasource (or the table `into`), misfits to quarantine."""
         stage = self._table(f"__stage_{import_id}")
         source = f"file({ingest.quote(str(path))}, 'LineAsString', 'raw String')"
         self.engine.execute(f"CREATE TABLE {stage} ({ingest.staging_columns(target)}) ENGINE = Memory")
@@ -424,7 +559,7 @@ class Workspace:
             )
             successful, quarantined = (int(n) for n in counts.split(","))
             if successful:
-                self.engine.execute(ingest.insert_accepted(target, self._table(target.name), stage))
+                self.engine.execute(ingest.insert_accepted(target, into or self._table(target.name), stage))
             if quarantined:
                 quarantine = self._table(target.name + ingest.QUARANTINE_SUFFIX)
                 self.engine.execute(ingest.insert_quarantined(target, quarantine, stage, import_id))

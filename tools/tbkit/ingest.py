@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 
+from .errors import ParameterError
 from .project import Column, Datasource
 
 QUARANTINE_SUFFIX = "_quarantine"
@@ -43,15 +44,84 @@ def identifier(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def base_type(column_type: str) -> str:
-    """The type without LowCardinality() and Nullable() wrappers."""
+def _split_arguments(text: str) -> list[str]:
+    """Top-level comma-separated arguments of a type (`sum, Float64` -> ['sum', 'Float64'])."""
+    parts: list[str] = []
+    depth = 0
+    start = 0
+    for position, char in enumerate(text):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(text[start:position].strip())
+            start = position + 1
+    parts.append(text[start:].strip())
+    return parts
+
+
+def aggregate_function(column_type: str) -> tuple[str, list[str]] | None:
+    """(function, argument types) of an `AggregateFunction(f, T...)` column type, else None."""
     inner = column_type.strip()
+    if not (inner.startswith("AggregateFunction(") and inner.endswith(")")):
+        return None
+    function, *arguments = _split_arguments(inner[len("AggregateFunction(") : -1])
+    return function, arguments
+
+
+def value_type(column_type: str) -> str:
+    """The type of the values a column stores: SimpleAggregateFunction(f, T) stores T; others are themselves."""
+    inner = column_type.strip()
+    if inner.startswith("SimpleAggregateFunction(") and inner.endswith(")"):
+        inner = _split_arguments(inner[len("SimpleAggregateFunction(") : -1])[-1]
+    return inner
+
+
+def base_type(column_type: str) -> str:
+    """The type of a column's values without LowCardinality() and Nullable() wrappers."""
+    inner = value_type(column_type)
     for wrapper in ("LowCardinality(", "Nullable("):
         if inner.startswith(wrapper) and inner.endswith(")"):
             inner = inner[len(wrapper) : -1].strip()
     if inner.startswith("Nullable(") and inner.endswith(")"):
         inner = inner[len("Nullable(") : -1].strip()
     return inner
+
+
+def accepts_null(column: Column) -> bool:
+    """True when a column can hold NULL: declared Nullable, or an aggregate of a Nullable type."""
+    inner = value_type(column.type)
+    if inner.startswith("LowCardinality(") and inner.endswith(")"):
+        inner = inner[len("LowCardinality(") : -1].strip()
+    return column.nullable or inner.startswith("Nullable(")
+
+
+def required(column: Column) -> bool:
+    """True when an appended row must carry a value for the column: no DEFAULT and no NULL allowed."""
+    return column.default is None and not accepts_null(column)
+
+
+def parsed_type(column: Column) -> str:
+    """The type a column's JSON values are read as: T for `AggregateFunction(f, T)`, else the column's type."""
+    aggregate = aggregate_function(column.type)
+    return aggregate[1][0] if aggregate is not None and len(aggregate[1]) == 1 else column.type
+
+
+def check_appendable(datasource: Datasource) -> None:
+    """ParameterError naming the first column whose values cannot be appended as JSON values.
+
+    `AggregateFunction(f, T)` columns take one value of T per row, stored as the state of `f` over that value
+    (`initializeAggregation`); functions of several arguments have no single JSON value to read.
+    """
+    for column in datasource.columns:
+        aggregate = aggregate_function(column.type)
+        if aggregate is not None and len(aggregate[1]) != 1:
+            raise ParameterError(
+                f"Column '{column.name}' of Data Source '{datasource.name}' is {column.type}: an aggregate state of "
+                "several arguments cannot be appended as a JSON value; append to the datasource its "
+                "materialization reads instead"
+            )
 
 
 def jsonpath_arguments(jsonpath: str) -> list[str]:
@@ -130,7 +200,7 @@ def _column_parts(index: int, column: Column, positions: dict[str, int]) -> tupl
     else:
         arguments = ", ".join(jsonpath_arguments(column.jsonpath or f"$.{column.name}"))
         helpers = [f"JSONExtract(line, {arguments}, 'Nullable(String)') AS {text}"]
-    base = base_type(column.type)
+    base = base_type(parsed_type(column))
     raw = _raw_value(column)
     if _COMPOSITE.match(base):
         opening = "[" if base.startswith(("Array", "Nested")) else "{"
@@ -139,13 +209,13 @@ def _column_parts(index: int, column: Column, positions: dict[str, int]) -> tupl
         # Numbers and booleans are kept as their text; an object or an array is not a string.
         helpers.append(f"if(startsWith({raw}, '{{') OR startsWith({raw}, '['), NULL, {text}) AS {value}")
     else:
-        casts, expression = _cast(text, helper, column.type)
+        casts, expression = _cast(text, helper, parsed_type(column))
         helpers.extend([*casts, f"{expression} AS {value}"])
     missing_message = quote(f"missing value for column '{column.name}' ({column.type})")
     opening = quote("value '")
     closing = quote(f"' on column '{column.name}' is not {column.type}")
     bad_message = f"concat({opening}, substring({text}, 1, 200), {closing})"
-    if column.required:
+    if required(column):
         error = f"multiIf({text} IS NULL, {missing_message}, {value} IS NULL, {bad_message}, '')"
     else:
         error = f"if({text} IS NOT NULL AND {value} IS NULL, {bad_message}, '')"
@@ -190,17 +260,29 @@ def staging_columns(datasource: Datasource) -> str:
     """The column list of the staging table that `staging_select` fills."""
     columns = ["c__line String", "c__errors Array(Tuple(String, String))"]
     for column in datasource.columns:
-        value_type = base_type(column.type)
+        value_type = base_type(parsed_type(column))
         if not _COMPOSITE.match(value_type):
             value_type = f"Nullable({value_type})"
         columns.append(f"{identifier('v__' + column.name)} {value_type}")
     return ", ".join(columns)
 
 
+def _accepted_value(column: Column) -> str:
+    """A staged value as the column stores it: an `AggregateFunction` column stores the state of its value."""
+    value = identifier("v__" + column.name)
+    aggregate = aggregate_function(column.type)
+    if aggregate is None:
+        return value
+    function, (argument_type,) = aggregate
+    name, _, parameters = function.partition("(")
+    state = f"{name.strip()}State" + (f"({parameters}" if parameters else "")
+    return f"initializeAggregation({quote(state)}, CAST({value}, {quote(argument_type)}))"
+
+
 def insert_accepted(datasource: Datasource, target: str, stage: str) -> str:
     """INSERT the rows of the staging table without errors into the datasource."""
     names = ", ".join(identifier(c.name) for c in datasource.columns)
-    values = ", ".join(identifier("v__" + c.name) for c in datasource.columns)
+    values = ", ".join(_accepted_value(c) for c in datasource.columns)
     return f"INSERT INTO {target} ({names}) SELECT {values} FROM {stage} WHERE empty(c__errors)"
 
 
