@@ -35,10 +35,13 @@ def routes(local_api: bool) -> list[tuple[str, type]]:
         # events
         (r"/v0/events", events.EventsHandler),
         # datasources
-        (r"/v0/datasources", datasources.DatasourcesHandler),
+        (r"/v0/datasources/?", datasources.DatasourcesHandler),
         (r"/v0/datasources/([^/]+)/truncate", datasources.TruncateHandler),
+        (r"/(v[01])/datasources/([^/]+)/delete", datasources.DeleteHandler),
         (r"/v0/datasources/([^/]+)", datasources.DatasourceHandler),
-        (r"/v1/datasources/([^/]+)/append", datasources.AppendHandler),
+        (r"/v1/datasources/([^/]+)/(append|replace)", datasources.ImportHandler),
+        (r"/v0/analyze/?", datasources.AnalyzeHandler),
+        (r"/v0/dependencies/?", datasources.DependenciesHandler),
         # pipes
         (r"/v0/pipes/openapi\.json", pipes.OpenApiHandler),
         (r"/v0/pipes/([^/.]+)\.(json|csv|ndjson)", pipes.EndpointHandler),
