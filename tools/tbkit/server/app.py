@@ -20,7 +20,7 @@ from .base import NotFoundHandler, log_request
 from .local import tokens as local_tokens
 from .local import workspaces as local_workspaces
 from .service import ServerConfig, Service
-from .views import datasources, deployments, events, health, jobs, pipes, sql, tokens, workspace
+from .views import connectors, datasources, deployments, events, health, jobs, pipes, sql, tokens, variables, workspace
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -53,9 +53,17 @@ def routes(local_api: bool) -> list[tuple[str, type]]:
         (r"/v0/tokens/([^/]+)/refresh", tokens.RefreshHandler),
         (r"/v0/tokens/([^/]+)", tokens.TokenHandler),
         # jobs
-        (r"/v0/jobs", jobs.JobsHandler),
+        (r"/v0/jobs/?", jobs.JobsHandler),
+        (r"/v0/jobs/([^/]+)/cancel", jobs.JobCancelHandler),
+        (r"/v0/jobs/([^/]+)/retry", jobs.JobRetryHandler),
         (r"/v0/jobs/([^/]+)", jobs.JobsHandler),
         # variables and connectors
+        (r"/v0/variables/?", variables.VariablesHandler),
+        (r"/v0/variables/([^/]+)", variables.VariableHandler),
+        (r"/v0/connectors/?", connectors.ConnectorsHandler),
+        (r"/v0/connectors/([^/]+?)(?:\.connection)?(/.*)?", connectors.ConnectorHandler),
+        (r"/v[01]/integrations/(.+)", connectors.IntegrationsHandler),
+        (r"/v0/datasources/([^/]+)/(sample|scheduling/.+)", connectors.ConnectedDatasourceHandler),
         # deployments
         (r"/v1/deploy", deployments.DeployHandler),
         (r"/v1/build", deployments.BuildHandler),

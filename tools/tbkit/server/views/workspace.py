@@ -1,9 +1,15 @@
-"""`GET /v0/workspace` and `/v1/workspace`: the workspace of the request's token."""
+"""`GET /v0/workspace` and `/v1/workspace`: the workspace of the request's token.
+
+`tb` reads `id` and `name` (it keeps them in its config), `is_forward`, `is_branch` and `main`. Any token
+of the workspace may ask; the answer carries no token value, so a read-only token learns nothing more.
+"""
 
 from __future__ import annotations
 
 from ...tokens import READ
 from ..base import BaseHandler
+
+PLAN = "dev"  # Tinybird's plan code of a free (Build) workspace, which `tb` shows as "Build"
 
 
 class CurrentWorkspaceHandler(BaseHandler):
@@ -11,4 +17,13 @@ class CurrentWorkspaceHandler(BaseHandler):
 
     def get(self) -> None:
         tenant = self.require(READ)
-        self.send_json({**tenant.describe(), "is_forward": True, "is_branch": False})
+        self.send_json(
+            {
+                "id": tenant.id,
+                "name": tenant.name,
+                "plan": PLAN,
+                "is_forward": True,
+                "is_branch": False,
+                "main": None,
+            }
+        )
