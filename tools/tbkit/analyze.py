@@ -123,7 +123,8 @@ class _Column:
         column: dict[str, Any] = {"name": self.name, "recommended_type": self.recommended(rows)}
         if self.path is not None:
             column["path"] = self.path
-        column["present_pct"] = round(self.present / rows, 2) if rows else 0
+        share = round(self.present / rows, 2) if rows else 0
+        column["present_pct"] = 1 if self.present == rows else share
         return column
 
     def schema(self, rows: int) -> str:
@@ -217,12 +218,7 @@ def analyze_csv(data: bytes) -> dict[str, Any]:
     except csv.Error:
         delimiter = ","
     records = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter) if r][: MAX_SAMPLE_ROWS + 1]
-    try:
-        has_header = csv.Sniffer().has_header(sample)
-    except csv.Error:
-        has_header = False
-    if has_header and len(records) == 1:
-        has_header = all(_csv_type(v) == "String" for v in records[0])
+    has_header = _has_header(records, sample)
     width = max(len(r) for r in records)
     if has_header:
         header, records = records[0], records[1:]
@@ -245,6 +241,24 @@ def analyze_csv(data: bytes) -> dict[str, Any]:
         "encoding": "utf-8",
     }
     return answer
+
+
+def _has_header(records: list[list[str]], sample: str) -> bool:
+    """True when the first row names the columns: all its values are text, and some column's values below are
+    not (a number, a date), or, when every value is text, when Python's sniffer says so."""
+    first, rest = records[0], records[1:]
+    if any(_csv_type(value) != "String" for value in first if value != ""):
+        return False
+    if not rest:
+        return True
+    for position in range(len(first)):
+        below = {_csv_type(r[position]) for r in rest if position < len(r) and r[position] != ""}
+        if below and below != {"String"}:
+            return True
+    try:
+        return csv.Sniffer().has_header(sample)
+    except csv.Error:
+        return False
 
 
 def _unique_names(columns: list[_Column]) -> None:
