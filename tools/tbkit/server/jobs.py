@@ -67,6 +67,9 @@ class JobLog:
         statistics: dict[str, Any] = {"row_count": result.successful_rows}
         if bytes_read is not None:
             statistics["bytes"] = bytes_read
+        # One block per import, as Tinybird reports it: `tb datasource append` counts rows from here.
+        block = {"lines": result.successful_rows, "quarantine": result.quarantined_rows, "bytes": bytes_read or 0}
+        elapsed = (finished - (started or finished)).total_seconds()
         job = {
             "kind": kind,
             "id": result.import_id,
@@ -82,6 +85,7 @@ class JobLog:
             "statistics": statistics,
             "quarantine_rows": result.quarantined_rows,
             "invalid_lines": 0,
+            "blocks": [{"process_return": [block], "processing_time": elapsed}],
             **result.to_dict(),
         }
         with self._lock:

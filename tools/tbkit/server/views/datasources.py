@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from ... import ddl
@@ -151,12 +152,13 @@ async def import_data(handler: BaseHandler, tenant: Tenant, name: str, mode: str
     data = to_ndjson(data, fmt, [c.name for c in datasource.columns])
     condition = handler.get_argument("replace_condition", None) if mode == "replace" else None
     started = time.perf_counter()
+    began = datetime.now(UTC)
     workspace = tenant.workspace
     if mode == "replace":
         result = await handler.service.run(workspace.replace, name, data, condition)
     else:
         result = await handler.service.run(workspace.append, name, data)
-    job = handler.service.jobs.record(tenant, "import", name, result)
+    job = handler.service.jobs.record(tenant, "import", name, result, started=began, bytes_read=len(data), mode=mode)
     handler.send_json(
         {
             **job,

@@ -27,4 +27,18 @@ class SqlHandler(BaseHandler):
         plan = query_api.plan(tenant.project, q)
         self.require(READ, *plan.resources)
         body = await self.service.run(tenant.workspace.run_query, plan, self.query_params("q"))
+        self.set_header("Content-Type", CONTENT_TYPES.get(plan.fmt, "text/plain; charset=utf-8"))
         self.finish(body)
+
+
+# The Content-Type of each output format: `tb` reads JSON as JSON and returns CSV and NDJSON as text.
+CONTENT_TYPES = {
+    "JSON": "application/json",
+    "JSONCompact": "application/json",
+    "JSONEachRow": "application/x-ndjson",
+    "CSV": "text/csv; charset=utf-8",
+    "CSVWithNames": "text/csv; charset=utf-8",
+    "TSV": "text/tab-separated-values; charset=utf-8",
+    "TSVWithNames": "text/tab-separated-values; charset=utf-8",
+    "Parquet": "application/octet-stream",
+}
