@@ -6,8 +6,10 @@ token's scopes on the plan without parsing the SQL again. `render` then turns th
 runs in one workspace: tables qualified with its database, endpoints inlined as subqueries.
 
 The policy, as Tinybird's Query API: one SELECT (or WITH ... SELECT), an optional trailing `FORMAT <name>` among
-the formats below, only the project's datasources, quarantine datasources and endpoints (no database prefix, no
-system tables), only the table functions and settings Tinybird enables, and no INTO OUTFILE.
+the formats below, only the project's datasources, quarantine datasources and endpoints, plus Tinybird's service
+datasources `tinybird.pipe_stats_rt` and `tinybird.pipe_stats` (no other database prefix, no system tables), only
+the table functions and settings Tinybird enables, and no INTO OUTFILE. A service datasource shows a workspace its
+own rows only (`stats.subquery`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from . import query, tinybird_adapter
+from . import query, stats, tinybird_adapter
 from .errors import NotFoundError, ParameterError, SqlParseError
 from .project import Project
 
@@ -31,6 +33,14 @@ _NOT_CODE = re.compile(
     r"""'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*"|`(?:[^`\\]|\\.|``)*`|--[^\n]*|/\*.*?\*/""",
     re.S,
 )
+# A reference to a service datasource (`tinybird.pipe_stats`, `tinybird`.`pipe_stats_rt`, ...) outside string
+# literals and comments, which are matched first and kept as they are.
+_SERVICE_REFERENCE = re.compile(
+    r"""('(?:[^'\\]|\\.|'')*'|--[^\n]*|/\*.*?\*/)"""
+    r"""|(?:`tinybird`|"tinybird"|\btinybird)\s*\.\s*(?:`(pipe_stats(?:_rt)?)`|"(pipe_stats(?:_rt)?)"|(pipe_stats(?:_rt)?)\b)""",
+    re.S,
+)
+_SERVICE_PLACEHOLDER = "__service__"
 
 
 @dataclass(frozen=True)
@@ -71,14 +81,14 @@ def plan(project: Project, text: str, fmt: str = "JSON") -> QueryPlan:
         raise SqlParseError(f"[Error] {e}") from None
     known = query.table_replacements(project, "").keys() | project.endpoints.keys()
     for database, table in tables:
-        if database or table not in known:
-            name = f"{database}.{table}" if database else table
+        name = f"{database}.{table}" if database else table
+        if name not in stats.SERVICE_DATASOURCES and (database or table not in known):
             raise NotFoundError(f"[Error] Resource '{name}' not found")
     try:
         tinybird_adapter.refuse_disabled_table_functions(functions)
     except SqlParseError as e:
         raise SqlParseError(f"[Error] {e}") from None
-    resources = tuple(sorted({table for _, table in tables}))
+    resources = tuple(sorted({f"{database}.{table}" if database else table for database, table in tables}))
     return QueryPlan(statement=statement, fmt=fmt, tables=tuple(tables), resources=resources)
 
 
@@ -89,13 +99,31 @@ def render(plan: QueryPlan, project: Project, database: str, params: dict[str, A
     final SQL (Tinybird's formatting of it, so no comment or spacing can hide the clause from the check).
     """
     replacements = query.table_replacements(project, database)
+    statement = plan.statement
     for name in plan.resources:
         pipe = project.endpoints.get(name)
         if pipe is not None:
             replacements[name] = ("", f"({query.render_pipe(project, pipe, params, database)})")
+        elif name in stats.SERVICE_DATASOURCES:
+            table = _SERVICE_PLACEHOLDER + name.split(".", 1)[1]
+            replacements[table] = ("", f"({stats.subquery(name, database)})")
+    if any(name in stats.SERVICE_DATASOURCES for name in plan.resources):
+        statement = _unqualify_service_datasources(statement)
     try:
-        sql = tinybird_adapter.replace_tables(plan.statement, replacements, check_functions=True)
+        sql = tinybird_adapter.replace_tables(statement, replacements, check_functions=True)
     except SqlParseError as e:
         raise SqlParseError(f"[Error] {e}") from None
     _refuse_into_outfile(sql)
     return sql
+
+
+def _unqualify_service_datasources(statement: str) -> str:
+    """`tinybird.pipe_stats` -> `__service__pipe_stats`, a name the table replacement can map (it maps names
+    without a database); string literals and comments are left as they are."""
+
+    def replace(match: re.Match) -> str:
+        if match.group(1) is not None:
+            return match.group(1)
+        return _SERVICE_PLACEHOLDER + next(g for g in match.groups()[1:] if g)
+
+    return _SERVICE_REFERENCE.sub(replace, statement)

@@ -43,9 +43,12 @@ def routes(local_api: bool) -> list[tuple[str, type]]:
         (r"/v0/analyze/?", datasources.AnalyzeHandler),
         (r"/v0/dependencies/?", datasources.DependenciesHandler),
         # pipes
+        (r"/v0/pipes/?", pipes.PipesHandler),
         (r"/v0/pipes/openapi\.json", pipes.OpenApiHandler),
         (r"/v0/pipes/([^/.]+)\.(json|csv|ndjson)", pipes.EndpointHandler),
         (r"/v0/pipes/([^/.]+)", pipes.PipeHandler),
+        (r"/v1/pipes/([^/.]+)\.pipe", pipes.PipeFileHandler),
+        (r"/examples/query\.http", pipes.ExampleQueryHandler),
         # sql
         (r"/v0/sql", sql.SqlHandler),
         # tokens

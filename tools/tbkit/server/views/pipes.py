@@ -1,19 +1,262 @@
-"""The Pipes API: call an endpoint, describe a pipe, and the OpenAPI document of the endpoints."""
+"""The Pipes API: list and describe pipes, call an endpoint, a pipe's datafile, and the endpoints' OpenAPI document.
+
+Pipes are described as Tinybird's Pipes API does (`id`, `name`, `type`: endpoint, materialized, copy, sink or
+default, `endpoint`, `nodes`, `created_at`, `updated_at`, ...), with ids in Tinybird's form (`resource_id`, the
+form the Data Sources API gives datasources; a materialized node's `materialized` is its target's id there); a
+pipe is found by name or id. Every endpoint call is recorded for the service datasources `tinybird.pipe_stats_rt` and
+`tinybird.pipe_stats` (`tbkit.stats`), under the pipe's id and name.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import json
+import re
+import time
+from typing import Any
+from urllib.parse import urlencode
 
-from ... import openapi
+from ... import openapi, stats
+from ...engine import Workspace
 from ...errors import NotFoundError, ParameterError
+from ...project import Node, Pipe
 from ...tokens import READ
-from ..base import BaseHandler
+from ...workspaces import Tenant
+from ..base import BaseHandler, redact
+from .datasources import datasource_id
 
-FORMATS = {"json": "application/json", "csv": "text/csv; charset=utf-8", "ndjson": "application/x-ndjson"}
+# Output format of an endpoint call: its content type and the engine's output format.
+FORMATS = {
+    "json": ("application/json", "JSON"),
+    "csv": ("text/csv; charset=utf-8", "CSVWithNames"),
+    "ndjson": ("application/x-ndjson", "JSONEachRow"),
+}
+PIPE_ATTRS = ("id", "name", "description", "type", "endpoint", "url", "created_at", "updated_at", "parent", "nodes")
+NODE_ATTRS = (
+    "id",
+    "name",
+    "sql",
+    "description",
+    "node_type",
+    "materialized",
+    "dependencies",
+    "cluster",
+    "tags",
+    "created_at",
+    "updated_at",
+    "version",
+    "project",
+    "result",
+    "ignore_sql_errors",
+)
+_OUTPUT_TYPES = ("endpoint", "materialized", "copy", "sink")
+_JSON_ROWS = re.compile(rb'"rows":\s*(\d+)')
+
+
+def resource_id(tenant: Tenant, name: str) -> str:
+    """The stable id of a workspace's pipe (`name`) or node (`pipe/node`): `t_` and 32 hex digits, as datasources'."""
+    return "t_" + hashlib.sha1(f"{tenant.id}/{name}".encode()).hexdigest()[:32]
+
+
+def find_pipe(tenant: Tenant, name_or_id: str) -> Pipe:
+    """The pipe with this name or id; NotFoundError otherwise."""
+    pipes = tenant.project.pipes
+    if name_or_id in pipes:
+        return pipes[name_or_id]
+    for name, pipe in pipes.items():
+        if resource_id(tenant, name) == name_or_id:
+            return pipe
+    raise NotFoundError(f"The pipe '{name_or_id}' does not exist")
+
+
+def pipe_type(pipe: Pipe) -> str:
+    """The pipe's type as Tinybird names it: endpoint, materialized, copy, sink or default."""
+    return pipe.kind if pipe.kind in _OUTPUT_TYPES else "default"
+
+
+def _timestamp(value: dt.datetime) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def pipe_times(tenant: Tenant) -> dict[str, tuple[str, str]]:
+    """(created_at, updated_at) of every pipe of a workspace, as Tinybird formats them.
+
+    From the deployments that added and last changed each pipe; a pipe no deployment names (the served project
+    folder) takes its datafile's modification time for both.
+    """
+    times: dict[str, tuple[str, str]] = {}
+    for record in tenant.deployments:
+        if record.get("status") == "failed" or "created_at" not in record:
+            continue
+        when = _timestamp(dt.datetime.strptime(record["created_at"][:19], "%Y-%m-%d %H:%M:%S"))
+        for name in record.get("new_pipe_names", []):
+            times[name] = (when, when)
+        for name in record.get("changed_pipe_names", []):
+            times[name] = (times.get(name, (when, when))[0], when)
+    for name, pipe in tenant.project.pipes.items():
+        if name not in times:
+            modified = _timestamp(dt.datetime.fromtimestamp(pipe.path.stat().st_mtime, dt.UTC))
+            times[name] = (modified, modified)
+    return times
+
+
+def describe_node(tenant: Tenant, pipe: Pipe, node: Node, when: tuple[str, str]) -> dict[str, Any]:
+    """A node as Tinybird's Pipes API shows it."""
+    output = node is pipe.output_node and pipe.kind in _OUTPUT_TYPES
+    target = node.datasource if output and node.type == "materialized" else None
+    return {
+        "id": resource_id(tenant, f"{pipe.name}/{node.name}"),
+        "name": node.name,
+        "sql": node.sql,
+        "description": node.description,
+        "node_type": node.type if output else "standard",
+        "materialized": datasource_id(tenant, target) if target else None,
+        "dependencies": list(node.reads),
+        "cluster": None,
+        "tags": {},
+        "created_at": when[0],
+        "updated_at": when[1],
+        "version": 0,
+        "project": None,
+        "result": None,
+        "ignore_sql_errors": False,
+    }
+
+
+def describe_pipe(tenant: Tenant, pipe: Pipe, when: tuple[str, str], base_url: str) -> dict[str, Any]:
+    """A pipe as Tinybird's Pipes API shows it (`GET /v0/pipes`, `GET /v0/pipes/<name>`)."""
+    kind = pipe_type(pipe)
+    endpoint = resource_id(tenant, f"{pipe.name}/{pipe.output_node.name}") if kind == "endpoint" else None
+    return {
+        "id": resource_id(tenant, pipe.name),
+        "name": pipe.name,
+        "description": pipe.description,
+        "type": kind,
+        "endpoint": endpoint,
+        "url": f"{base_url}/v0/pipes/{pipe.name}.json" if kind == "endpoint" else None,
+        "created_at": when[0],
+        "updated_at": when[1],
+        "parent": None,
+        "nodes": [describe_node(tenant, pipe, node, when) for node in pipe.nodes],
+    }
+
+
+def _attribute_list(value: str, known: tuple[str, ...], parameter: str) -> tuple[str, ...] | None:
+    """The attributes a comma-separated `attrs`/`node_attrs` asks for (None: all); ParameterError on unknown ones."""
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ParameterError(
+            f"Unknown attribute{'s' if len(unknown) > 1 else ''} {', '.join(repr(n) for n in unknown)} in "
+            f"'{parameter}': use a comma-separated list of {', '.join(known)}"
+        )
+    return names or None
+
+
+class PipesHandler(BaseHandler):
+    """`GET /v0/pipes[?attrs=...&node_attrs=...&dependencies=true]`: the pipes the token can read.
+
+    The admin token sees every pipe; a token with READ on some endpoints sees those. `attrs` and `node_attrs`
+    keep only the named attributes of pipes and nodes (`nodes` is always there); node `dependencies` (the
+    datasources and nodes a node reads) are listed with `dependencies=true`.
+    """
+
+    async def get(self) -> None:
+        tenant = self.require(READ)
+        attrs = _attribute_list(self.get_query_argument("attrs", ""), PIPE_ATTRS, "attrs")
+        node_attrs = _attribute_list(self.get_query_argument("node_attrs", ""), NODE_ATTRS, "node_attrs")
+        dependencies = self.flag("dependencies")
+        # `tb endpoint stats` reads the service datasources right after listing the pipes: make sure this
+        # process reads the stored statistics tables (kept in the data directory across restarts).
+        await self.service.run(stats.request_log(self.service.engine).ensure_tables)
+        times = pipe_times(tenant)
+        base_url = f"{self.request.protocol}://{self.request.host}"
+        listed = []
+        for name in sorted(tenant.project.pipes):
+            if not self.token.allows(READ, name):
+                continue
+            pipe = describe_pipe(tenant, tenant.project.pipes[name], times[name], base_url)
+            nodes = [
+                {k: v for k, v in node.items() if (node_attrs is None or k in node_attrs)} for node in pipe["nodes"]
+            ]
+            if not dependencies and (node_attrs is None or "dependencies" not in node_attrs):
+                for node in nodes:
+                    node.pop("dependencies", None)
+            pipe = {k: v for k, v in pipe.items() if attrs is None or k in attrs}
+            listed.append({**pipe, "nodes": nodes})
+        self.send_json({"pipes": listed})
+
+
+class PipeHandler(BaseHandler):
+    """`GET /v0/pipes/<name or id>`: one pipe, its nodes and their types (`tb test run` reads the output node's)."""
+
+    def get(self, name_or_id: str) -> None:
+        tenant = self.require(READ)
+        pipe = find_pipe(tenant, name_or_id)
+        self.require(READ, pipe.name)
+        base_url = f"{self.request.protocol}://{self.request.host}"
+        self.send_json(describe_pipe(tenant, pipe, pipe_times(tenant)[pipe.name], base_url))
+
+
+class PipeFileHandler(BaseHandler):
+    """`GET /v1/pipes/<name>.pipe`: a pipe's datafile (`tb endpoint token` checks the pipe exists with it)."""
+
+    def get(self, name_or_id: str) -> None:
+        tenant = self.require(READ)
+        pipe = find_pipe(tenant, name_or_id)
+        self.require(READ, pipe.name)
+        self.set_header("Content-Type", "text/plain")
+        self.finish(pipe.path.read_text(encoding="utf-8"))
+
+
+class ExampleQueryHandler(BaseHandler):
+    """`GET /examples/query.http?pipe=<name>&format=json&token=...`: the URL that calls an endpoint.
+
+    `tb endpoint url` and `tb endpoint ls` print it: the endpoint's URL with its token (and `q` when given).
+    """
+
+    def get(self) -> None:
+        name = self.get_query_argument("pipe", "")
+        if not name:
+            raise ParameterError("The 'pipe' parameter is required: /examples/query.http?pipe=<endpoint>")
+        fmt = self.get_query_argument("format", "json")
+        if fmt not in FORMATS:
+            raise ParameterError(f"Unsupported format '{fmt}': use one of {', '.join(FORMATS)}")
+        tenant = self.require(READ, name)
+        tenant.project.endpoint(name)
+        params = {"q": self.get_query_argument("q", "")}
+        query = urlencode({k: v for k, v in params.items() if v} | {"token": self.token.value})
+        self.set_header("Content-Type", "text/plain")
+        self.finish(f"{self.request.protocol}://{self.request.host}/v0/pipes/{name}.{fmt}?{query}")
+
+
+def run_endpoint(workspace: Workspace, name: str, params: dict[str, str], fmt: str) -> tuple[bytes, int, int]:
+    """An endpoint's response body, and the rows and bytes its query read (for the request statistics)."""
+    sql = workspace.endpoint_sql(name, params)
+    result = workspace.engine.execute(sql, FORMATS[fmt][1], readonly=True, timeout=workspace.query_timeout)
+    # storage_*: what the query read from tables, as Tinybird's statistics (rows_read() counts the result's rows)
+    return result.bytes(), result.storage_rows_read(), result.storage_bytes_read()
+
+
+def result_rows(body: bytes, fmt: str) -> int:
+    """Rows in a response body: JSON says it at its end; CSV has a header line; NDJSON a line per row."""
+    if fmt == "json":
+        found = _JSON_ROWS.findall(body[-512:])
+        return int(found[-1]) if found else 0
+    lines = body.count(b"\n")
+    return max(lines - 1, 0) if fmt == "csv" else lines
 
 
 class EndpointHandler(BaseHandler):
-    """`GET|POST /v0/pipes/<name>.json|.csv|.ndjson`: call an endpoint (POST takes a JSON body too)."""
+    """`GET|POST /v0/pipes/<name>.json|.csv|.ndjson`: call an endpoint (POST takes a JSON body too).
+
+    Once the token may read an existing endpoint, the request is recorded when it is answered, succeeded or
+    failed (bad parameters, a timeout), with what its query read.
+    """
+
+    _call: tuple[Tenant, str, dict[str, str]] | None = None
+    _read: tuple[int, int, int] = (0, 0, 0)
 
     async def get(self, name: str, fmt: str) -> None:
         await self._answer(name, fmt, self.query_params())
@@ -30,31 +273,35 @@ class EndpointHandler(BaseHandler):
     async def _answer(self, name: str, fmt: str, params: dict[str, str]) -> None:
         tenant = self.require(READ, name)
         tenant.project.endpoint(name)
-        body = await self.service.run(tenant.workspace.query_endpoint, name, params, fmt)
-        self.set_header("Content-Type", FORMATS[fmt])
+        self._call = (tenant, name, params)
+        body, rows_read, bytes_read = await self.service.run(run_endpoint, tenant.workspace, name, params, fmt)
+        self._read = (rows_read, bytes_read, result_rows(body, fmt))
+        self.set_header("Content-Type", FORMATS[fmt][0])
         self.finish(body)
 
-
-class PipeHandler(BaseHandler):
-    """`GET /v0/pipes/<name>`: a pipe's nodes and their types, as `tb test run` reads them."""
-
-    def get(self, name: str) -> None:
-        tenant = self.require(READ, name)
-        pipe = tenant.project.pipes.get(name)
-        if pipe is None:
-            raise NotFoundError(f"The pipe '{name}' does not exist")
-        output = pipe.output_node
-        nodes = [
-            {
-                "id": node.name,
-                "name": node.name,
-                "sql": node.sql,
-                "description": node.description,
-                "node_type": node.type if node is output and pipe.kind != "pipe" else "standard",
-            }
-            for node in pipe.nodes
-        ]
-        self.send_json({"id": name, "name": name, "description": pipe.description, "type": pipe.kind, "nodes": nodes})
+    def on_finish(self) -> None:
+        super().on_finish()
+        if self._call is None:
+            return
+        tenant, name, params = self._call
+        duration = self.request.request_time()
+        rows_read, bytes_read, rows = self._read
+        request = stats.EndpointRequest(
+            pipe_id=resource_id(tenant, name),
+            pipe_name=name,
+            started=time.time() - duration,
+            duration=duration,
+            status_code=self.get_status(),
+            method=self.request.method or "GET",
+            url=redact(self.request.full_url()),
+            token_name=self.token.name if self.token else "",
+            parameters=params,
+            read_rows=rows_read,
+            read_bytes=bytes_read,
+            result_rows=rows,
+            user_agent=self.request.headers.get("User-Agent"),
+        )
+        stats.request_log(self.service.engine).record(tenant.workspace.name, request, self.service.executor)
 
 
 class OpenApiHandler(BaseHandler):
