@@ -378,3 +378,30 @@ def endpoint_of_workspace(local, project: Path, name: str) -> dict:
     answer = requests.get(f"{local.url}/v0/pipes/{name}.json", params={"token": token}, timeout=30)
     assert answer.status_code == 200, answer.text
     return answer.json()["data"][0]
+
+
+def test_the_local_workspace_name_follows_tbs_rule(tmp_path):
+    project = tmp_path / "tinybird"
+    project.mkdir()
+    hashed = tbcli.local_workspace_name(project, {})
+    assert hashed.startswith("Tinybird_Local_Build_")
+    assert tbcli.local_workspace_name(project, {"GITHUB_HEAD_REF": "feature/x-1"}) == "feature_x_1"  # a PR's checkout
+    git = ["git", "-C", str(tmp_path), "-c", "init.defaultBranch=main"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    assert tbcli.local_workspace_name(project, {}) == hashed  # on main
+    subprocess.run(["git", "-C", str(tmp_path), "checkout", "-q", "-b", "2024-fix"], check=True)
+    assert tbcli.local_workspace_name(project, {}) == "branch_2024_fix"
+    assert tbcli.local_workspace_name(project, {"TB_TOKEN": "t"}) == hashed  # a token turns branches off
+    (project / ".tinyb").write_text(json.dumps({"name": "main", "host": "http://127.0.0.1:7181"}))
+    assert tbcli.local_workspace_name(project, {"TB_TOKEN": "t"}) == "main"
+
+
+def test_check_target_local_on_a_git_branch_finds_the_branch_workspace(local, repo):
+    """On a branch other than main, `tb --local deploy` deploys to a workspace named after it."""
+    subprocess.run(["git", "-C", str(repo), "-c", "init.defaultBranch=feature-x", "init", "-q"], check=True)
+    result = tbkit(local, repo, "check", "--target", "local", "--endpoint", "cltv_summary")
+    assert result.returncode == 0, result.stdout + result.stderr
+    listing = requests.get(
+        f"{local.url}/v1/user/workspaces", params={"token": tbcli.local_tokens(local.url)["admin_token"]}
+    )
+    assert "feature_x" in [workspace["name"] for workspace in listing.json()["workspaces"]]

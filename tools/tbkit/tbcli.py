@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -131,9 +132,64 @@ def cloud_credentials(project_dir: Path) -> tuple[str, str]:
     return host, token
 
 
+def git_branch(folder: Path, env: dict[str, str]) -> str | None:
+    """The git branch `tb` sees from `folder`: the checked-out one, else the CI's (a detached checkout)."""
+    for command in (["git", "symbolic-ref", "--short", "HEAD"], ["git", "rev-parse", "--abbrev-ref", "HEAD"]):
+        try:
+            found = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            break  # no git: no branch
+        branch = found.stdout.strip() if found.returncode == 0 else ""
+        if branch and branch != "HEAD":
+            return branch
+    for name in (*_CI_BRANCH_VARIABLES, "GITHUB_HEAD_REF", "GITHUB_REF_NAME"):
+        if env.get(name):
+            return env[name]
+    return env["GIT_BRANCH"].replace("origin/", "", 1) if env.get("GIT_BRANCH") else None
+
+
+_CI_BRANCH_VARIABLES = (
+    "VERCEL_GIT_COMMIT_REF",
+    "CI_COMMIT_BRANCH",
+    "CIRCLE_BRANCH",
+    "BUILD_SOURCEBRANCHNAME",
+    "BITBUCKET_BRANCH",
+    "TRAVIS_BRANCH",
+)
+
+
+def local_workspace_name(project_dir: Path, env: dict[str, str] | None = None) -> str:
+    """The Tinybird Local workspace `tb --local deploy` run from `project_dir` deploys to, by `tb`'s own rule.
+
+    `tb` (tinybird/tb/modules/cli.py and local_common.get_tinybird_local_config) uses, first to apply: the
+    git branch, sanitized, when it is not main or master and no token is given (TB_TOKEN); the `name` in
+    the folder's `.tinyb` (which `tb --host ... --token ...` writes: the workspace of that token); else
+    `Tinybird_Local_Build_` and a hash of the folder's path.
+    """
+    env = dict(os.environ) if env is None else env
+    project_dir = Path(project_dir)
+    if not env.get("TB_TOKEN"):
+        branch = git_branch(project_dir, env)
+        if branch and branch not in ("main", "master"):
+            name = re.sub(r"_+", "_", re.sub(r"[^a-zA-Z0-9_]", "_", branch)).strip("_")
+            if name and (name[0].isdigit() or name.startswith("d_")):
+                name = f"branch_{name}"
+            if name:
+                return name
+    tinyb = project_dir / ".tinyb"
+    if tinyb.is_file():
+        try:
+            name = json.loads(tinyb.read_text(encoding="utf-8")).get("name")
+        except (ValueError, AttributeError):
+            name = None  # tb ignores a .tinyb it cannot read
+        if name:
+            return name
+    return tinybird_adapter.local_build_workspace_name(project_dir)
+
+
 def local_workspace_token(project_dir: Path, address: str) -> str:
-    """The token of the workspace `tb --local deploy` uses for `project_dir`."""
-    name = tinybird_adapter.local_build_workspace_name(project_dir)
+    """The token of the workspace `tb --local deploy` uses for `project_dir` (see local_workspace_name)."""
+    name = local_workspace_name(project_dir)
     admin = local_tokens(address)["admin_token"]
     listing = requests.get(f"{address}/v1/user/workspaces", params={"token": admin}, timeout=10).json()
     for workspace in listing.get("workspaces", []):
