@@ -323,8 +323,16 @@ def datagen(scale, customers, events_per_customer, random_seed, workers, out, as
     help="Answer Tinybird Local's API (/tokens, workspaces, deploys), so `tb --local` works. Default: on when "
     "bound to a loopback address, off otherwise, because its /tokens is unauthenticated as in Tinybird Local.",
 )
+@click.option(
+    "--reset-deployment",
+    is_flag=True,
+    help="Serve the --project folder again, discarding a deployment that `tb deploy` made and the data directory "
+    "kept (the data itself is kept).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log every request (tokens redacted).")
-def serve(project_dir, host, port, data_dir, token, max_concurrency, query_timeout, local_api, verbose):
+def serve(
+    project_dir, host, port, data_dir, token, max_concurrency, query_timeout, local_api, reset_deployment, verbose
+):
     """Serve the Tinybird HTTP API over the embedded engine.
 
     Builds tinybird/ into a persistent workspace in --data-dir (the data survives restarts) and
@@ -351,6 +359,7 @@ def serve(project_dir, host, port, data_dir, token, max_concurrency, query_timeo
         max_concurrency=max_concurrency,
         query_timeout=query_timeout,
         local_api=local_api,
+        reset_deployment=reset_deployment,
     )
 
     def ready(service, bound_port):

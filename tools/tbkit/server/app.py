@@ -77,7 +77,7 @@ def routes(local_api: bool) -> list[tuple[str, type]]:
     # Tinybird Local's own paths: its unauthenticated /tokens, and the user's workspaces.
     local: list[tuple[str, type]] = [
         (r"/tokens", local_tokens.TokensHandler),
-        (r"/v[01]/user/workspaces", local_workspaces.UserWorkspacesHandler),
+        (r"/v[01]/user/workspaces/?", local_workspaces.UserWorkspacesHandler),
         (r"/v[01]/workspaces", local_workspaces.WorkspacesHandler),
         (r"/v[01]/workspaces/([^/]+)", local_workspaces.WorkspaceHandler),
     ]
@@ -89,7 +89,7 @@ def routes(local_api: bool) -> list[tuple[str, type]]:
 
 # Paths only Tinybird Local's API answers (`tb --local` calls them before anything else).
 LOCAL_API_PATHS = (
-    r"/v[01]/user/workspaces",
+    r"/v[01]/user/workspaces/?",
     r"/v[01]/workspaces(?:/.*)?",
 )
 

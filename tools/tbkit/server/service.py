@@ -41,6 +41,8 @@ class ServerConfig:
     local_api: bool | None = None
     # Prefix of the engine databases of this server's workspaces, so servers can share one engine.
     database_prefix: str = ""
+    # Serve the project folder again, discarding a deployment made through the API and kept in data_dir.
+    reset_deployment: bool = False
 
     @property
     def serves_local_api(self) -> bool:
@@ -75,7 +77,13 @@ class Service:
         try:
             data_dir = Path(config.data_dir)
             self.registry = Registry.open(
-                self.engine, data_dir, project, config.admin_token, config.database_prefix, config.query_timeout
+                self.engine,
+                data_dir,
+                project,
+                config.admin_token,
+                config.database_prefix,
+                config.query_timeout,
+                from_project=config.reset_deployment,
             )
             if config.serves_local_api:
                 self.registry.user_tokens = user_tokens(data_dir)

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from ...tokens import USER
+from ...tokens import ADMIN_SCOPE, USER
 from ..base import BaseHandler
 
 ORGANIZATION_ID = "tbkit-local"
 
 
 class UserWorkspacesHandler(BaseHandler):
-    """`GET /v1/user/workspaces`: every workspace, with its admin token (user token)."""
+    """`GET /v1/user/workspaces`: the user's workspaces with their admin tokens.
+
+    A user token sees every workspace; a workspace's admin token (what `tb info` sends) sees its own only,
+    so it never learns another workspace's token.
+    """
 
     def get(self) -> None:
-        self.require(USER)
-        workspaces = [tenant.describe(with_token=True) for tenant in self.service.registry.tenants.values()]
+        tenant = self.require((USER, ADMIN_SCOPE))
+        tenants = self.service.registry.tenants.values() if self.token.user else [tenant]
+        workspaces = [each.describe(with_token=True) for each in tenants]
         self.send_json({"organization_id": ORGANIZATION_ID, "workspaces": workspaces})
 
 
