@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tbkit.errors import NotFoundError, ProjectError
-from tbkit.project import load_project
+from tbkit.project import _load_datasource, load_project
 
 ENDPOINTS = {
     "customer_segment_lookup",
@@ -198,3 +198,13 @@ def test_sql_tinybird_cannot_parse_is_a_project_error_naming_the_file(broken: Pa
         load_project(broken)
     assert type(error.value) is ProjectError
     assert str(error.value).startswith(f"{path}: DB::Exception: Syntax error")
+
+
+def test_a_datasource_fed_by_a_connector_is_refused_naming_the_setting_and_the_alternative(tmp_path):
+    path = tmp_path / "events.datasource"
+    path.write_text("SCHEMA >\n    `data` String `json:$`\n\nKAFKA_CONNECTION_NAME kafka\nKAFKA_TOPIC events\n")
+    with pytest.raises(ProjectError) as refused:
+        _load_datasource(path)
+    message = str(refused.value)
+    assert message.startswith(f"{path}:4: KAFKA_CONNECTION_NAME kafka")
+    assert "no Kafka, S3, GCS or DynamoDB connectors" in message and "Tinybird Cloud" in message

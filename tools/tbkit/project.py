@@ -209,6 +209,23 @@ class Project:
         return found
 
 
+# Datafile settings that make a datasource read from a connector (Kafka, S3, GCS, DynamoDB).
+CONNECTOR_SETTINGS = ("kafka_connection_name", "import_connection_name")
+
+
+def _refuse_connector(node: dict, path: Path) -> None:
+    """ProjectError for a datasource fed by a connector: the embedded engine has none to run."""
+    for setting in CONNECTOR_SETTINGS:
+        if node.get(setting):
+            raise ProjectError(
+                f"{setting.upper()} {node[setting]}: this datasource reads from a connector, and the embedded "
+                "server (tbkit serve) has no Kafka, S3, GCS or DynamoDB connectors. Use Tinybird Cloud "
+                "(tb --cloud) or the Tinybird Local container (tb local start) for connectors.",
+                path=str(path),
+                line=_line_of(path, rf"^{setting.upper()}\b"),
+            )
+
+
 def _load_datasource(path: Path) -> Datasource:
     datafile = tinybird_adapter.parse_datafile(str(path), "datasource")
     node = datafile.nodes[0]
@@ -226,6 +243,7 @@ def _load_datasource(path: Path) -> Datasource:
     ]
     if not columns:
         raise ProjectError("the datasource has no SCHEMA", path=str(path))
+    _refuse_connector(node, path)
     engine = node.get("engine", {}) or {}
     tokens = [Token(t["token_name"], t["permission"].upper(), name) for t in datafile.tokens]
     return Datasource(
