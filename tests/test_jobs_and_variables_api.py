@@ -15,7 +15,6 @@ import pytest
 import requests
 
 from tbkit.secret_store import SECRETS_FILE
-from tbkit.server.views.datasources import datasource_id
 from tbkit.server.views.variables import secrets_folder
 
 from .serving import InProcessServer
@@ -70,7 +69,7 @@ def test_an_append_is_a_done_import_job_listed_and_detailed_in_tinybirds_shape(s
     assert (listed["kind"], listed["status"]) == ("import", "done")
     assert listed["job_url"] == f"{server.url}/v0/jobs/{job_id}"
     assert listed["datasource"] == {
-        "id": datasource_id(server.service.main, "customer_demographics"),
+        "id": server.service.main.resource_id("customer_demographics"),
         "name": "customer_demographics",
     }
     assert len(listed["created_at"]) == len("2024-07-22 11:47:58.207606")
@@ -271,7 +270,7 @@ def test_connections_are_an_empty_list_in_tinybirds_shape(server):
     ],
 )
 def test_what_needs_a_connector_says_where_connectors_are(server, method, path, status, phrase):
-    path = path.format(customers_id=datasource_id(server.service.main, "customers"))  # `tb datasource sync` sends ids
+    path = path.format(customers_id=server.service.main.resource_id("customers"))  # `tb datasource sync` sends ids
     response = call(server, method, path, data="")
     assert response.status_code == status, response.text
     error = response.json()["error"]

@@ -202,7 +202,9 @@ def test_sql_tinybird_cannot_parse_is_a_project_error_naming_the_file(broken: Pa
 
 def test_a_datasource_fed_by_a_connector_is_refused_naming_the_setting_and_the_alternative(tmp_path):
     path = tmp_path / "events.datasource"
-    path.write_text("SCHEMA >\n    `data` String `json:$`\n\nKAFKA_CONNECTION_NAME kafka\nKAFKA_TOPIC events\nKAFKA_GROUP_ID g\n")
+    path.write_text(
+        "SCHEMA >\n    `data` String `json:$`\n\nKAFKA_CONNECTION_NAME kafka\nKAFKA_TOPIC events\nKAFKA_GROUP_ID g\n"
+    )
     with pytest.raises(ProjectError) as refused:
         _load_datasource(path)
     message = str(refused.value)

@@ -182,13 +182,15 @@ class RequestLog:
         self._lock = threading.Lock()  # guards _pending and _scheduled; never held during engine work
         self._flush_lock = threading.Lock()  # one write at a time, in recording order
         self._scheduled = False
+        self._tables_ready = threading.Event()
 
     def ensure_tables(self) -> None:
         """Create the service tables once (idempotent: they may already exist in the data directory)."""
-        if _tables_ready.is_set():
+        if self._tables_ready.is_set():
             return
         for statement in _DDL:
             self._engine.execute(statement)
+        self._tables_ready.set()
         _tables_ready.set()
 
     def record(self, database: str, request: EndpointRequest, executor: Executor) -> None:

@@ -124,6 +124,10 @@ class Tenant:
         """The id of the next deployment: one more than any so far."""
         return str(max(int(record["id"]) for record in self.all_deployments()) + 1)
 
+    def resource_id(self, name: str) -> str:
+        """A resource's stable id in Tinybird's form (`t_` and 32 hex digits), from the workspace and its name."""
+        return "t_" + hashlib.sha1(f"{self.id}/{name}".encode()).hexdigest()[:32]
+
     def describe(self, with_token: bool = False) -> dict[str, Any]:
         """The workspace as Tinybird describes it; the admin token only for the Local API's listings."""
         described = {"id": self.id, "name": self.name, "role": "admin"}

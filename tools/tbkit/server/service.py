@@ -18,6 +18,7 @@ from typing import Any
 
 from ..engine import Engine
 from ..project import load_project
+from ..stats import request_log
 from ..tokens import user_tokens
 from ..workspaces import Registry, Tenant
 from .jobs import JobLog
@@ -87,6 +88,8 @@ class Service:
             )
             if config.serves_local_api:
                 self.registry.user_tokens = user_tokens(data_dir)
+            self.requests = request_log(self.engine)  # endpoint calls, as tinybird.pipe_stats(_rt) shows them
+            self.requests.ensure_tables()
         except BaseException:
             self._release_engine()
             raise
@@ -112,8 +115,9 @@ class Service:
         return self._columns[key]
 
     def close(self) -> None:
-        """Stop the thread pool and release the engine (when this service opened it)."""
+        """Write the recorded requests, stop the thread pool and release the engine (when this service opened it)."""
         self.executor.shutdown(wait=True, cancel_futures=True)
+        self.requests.flush()
         self._release_engine()
 
     def _release_engine(self) -> None:

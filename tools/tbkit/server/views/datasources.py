@@ -9,7 +9,6 @@ describe the datasource a token appends to).
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 from datetime import UTC, datetime
@@ -29,17 +28,12 @@ FORMATS = ("ndjson", "csv")
 MODES = ("append", "replace")
 
 
-def datasource_id(tenant: Tenant, name: str) -> str:
-    """A datasource's stable id in Tinybird's form (`t_` and 32 hex digits)."""
-    return "t_" + hashlib.sha1(f"{tenant.id}/{name}".encode()).hexdigest()[:32]
-
-
 def resolve(tenant: Tenant, name_or_id: str) -> str:
     """The name of the datasource called, or with the id, `name_or_id`; NotFoundError otherwise."""
     if name_or_id in tenant.project.datasources:
         return name_or_id
     for name in tenant.project.datasources:
-        if datasource_id(tenant, name) == name_or_id:
+        if tenant.resource_id(name) == name_or_id:
             return name
     return tenant.project.datasource(name_or_id).name  # raises NotFoundError naming the known ones
 
@@ -62,7 +56,7 @@ def describe(tenant: Tenant, name: str, stats: dict[str, dict[str, Any]]) -> dic
     targets = ddl.materializations_reading(tenant.project, name)
     feeding = [p for p in tenant.project.materializations.values() if p.output_node.datasource == name]
     return {
-        "id": datasource_id(tenant, name),
+        "id": tenant.resource_id(name),
         "name": name,
         "description": datasource.description,
         "type": "ndjson",
@@ -168,7 +162,7 @@ async def import_data(handler: BaseHandler, tenant: Tenant, name: str, mode: str
             "job_url": job_url(handler, result.import_id),
             "job": job,
             "mode": mode,
-            "datasource": {"id": datasource_id(tenant, name), "name": name},
+            "datasource": {"id": tenant.resource_id(name), "name": name},
             "successful_rows": result.successful_rows,
             "quarantined_rows": result.quarantined_rows,
             "quarantine_rows": result.quarantined_rows,
@@ -232,7 +226,7 @@ class DeleteHandler(BaseHandler):
             self.send_json(
                 {
                     "rows_affected": rows,
-                    "datasource": {"id": datasource_id(tenant, name), "name": name},
+                    "datasource": {"id": tenant.resource_id(name), "name": name},
                     "delete_condition": condition,
                     "mutation": {"partitions_scanned": 0, "partitions_done": 0, "partitions_in_progress": 0},
                     "elapsed": round(time.perf_counter() - started, 3),
@@ -251,7 +245,7 @@ class DeleteHandler(BaseHandler):
                 "job": job,
                 "delete_condition": condition,
                 "rows_affected": rows,
-                "datasource": {"id": datasource_id(tenant, name), "name": name},
+                "datasource": {"id": tenant.resource_id(name), "name": name},
             }
         )
 

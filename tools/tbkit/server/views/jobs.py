@@ -12,13 +12,12 @@ from ...errors import AuthError, NotFoundError, ParameterError
 from ...tokens import ADMIN_SCOPE
 from ...workspaces import Tenant
 from ..base import BaseHandler
-from .datasources import datasource_id
 
 
 def with_datasource_id(job: dict[str, Any], tenant: Tenant) -> dict[str, Any]:
     """A job naming its datasource by the id the Data Sources API gives it."""
     name = job["datasource"]["name"]
-    return {**job, "datasource": {"id": datasource_id(tenant, name), "name": name}}
+    return {**job, "datasource": {"id": tenant.resource_id(name), "name": name}}
 
 
 class JobsBase(BaseHandler):

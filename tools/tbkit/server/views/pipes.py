@@ -10,7 +10,6 @@ pipe is found by name or id. Every endpoint call is recorded for the service dat
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import re
 import time
@@ -24,7 +23,6 @@ from ...project import Node, Pipe
 from ...tokens import READ
 from ...workspaces import Tenant
 from ..base import BaseHandler, redact
-from .datasources import datasource_id
 
 # Output format of an endpoint call: its content type and the engine's output format.
 FORMATS = {
@@ -54,18 +52,13 @@ _OUTPUT_TYPES = ("endpoint", "materialized", "copy", "sink")
 _JSON_ROWS = re.compile(rb'"rows":\s*(\d+)')
 
 
-def resource_id(tenant: Tenant, name: str) -> str:
-    """The stable id of a workspace's pipe (`name`) or node (`pipe/node`): `t_` and 32 hex digits, as datasources'."""
-    return "t_" + hashlib.sha1(f"{tenant.id}/{name}".encode()).hexdigest()[:32]
-
-
 def find_pipe(tenant: Tenant, name_or_id: str) -> Pipe:
     """The pipe with this name or id; NotFoundError otherwise."""
     pipes = tenant.project.pipes
     if name_or_id in pipes:
         return pipes[name_or_id]
     for name, pipe in pipes.items():
-        if resource_id(tenant, name) == name_or_id:
+        if tenant.resource_id(name) == name_or_id:
             return pipe
     raise NotFoundError(f"The pipe '{name_or_id}' does not exist")
 
@@ -106,12 +99,12 @@ def describe_node(tenant: Tenant, pipe: Pipe, node: Node, when: tuple[str, str])
     output = node is pipe.output_node and pipe.kind in _OUTPUT_TYPES
     target = node.datasource if output and node.type == "materialized" else None
     return {
-        "id": resource_id(tenant, f"{pipe.name}/{node.name}"),
+        "id": tenant.resource_id(f"{pipe.name}/{node.name}"),
         "name": node.name,
         "sql": node.sql,
         "description": node.description,
         "node_type": node.type if output else "standard",
-        "materialized": datasource_id(tenant, target) if target else None,
+        "materialized": tenant.resource_id(target) if target else None,
         "dependencies": list(node.reads),
         "cluster": None,
         "tags": {},
@@ -127,9 +120,9 @@ def describe_node(tenant: Tenant, pipe: Pipe, node: Node, when: tuple[str, str])
 def describe_pipe(tenant: Tenant, pipe: Pipe, when: tuple[str, str], base_url: str) -> dict[str, Any]:
     """A pipe as Tinybird's Pipes API shows it (`GET /v0/pipes`, `GET /v0/pipes/<name>`)."""
     kind = pipe_type(pipe)
-    endpoint = resource_id(tenant, f"{pipe.name}/{pipe.output_node.name}") if kind == "endpoint" else None
+    endpoint = tenant.resource_id(f"{pipe.name}/{pipe.output_node.name}") if kind == "endpoint" else None
     return {
-        "id": resource_id(tenant, pipe.name),
+        "id": tenant.resource_id(pipe.name),
         "name": pipe.name,
         "description": pipe.description,
         "type": kind,
@@ -167,9 +160,6 @@ class PipesHandler(BaseHandler):
         attrs = _attribute_list(self.get_query_argument("attrs", ""), PIPE_ATTRS, "attrs")
         node_attrs = _attribute_list(self.get_query_argument("node_attrs", ""), NODE_ATTRS, "node_attrs")
         dependencies = self.flag("dependencies")
-        # `tb endpoint stats` reads the service datasources right after listing the pipes: make sure this
-        # process reads the stored statistics tables (kept in the data directory across restarts).
-        await self.service.run(stats.request_log(self.service.engine).ensure_tables)
         times = pipe_times(tenant)
         base_url = f"{self.request.protocol}://{self.request.host}"
         listed = []
@@ -287,7 +277,7 @@ class EndpointHandler(BaseHandler):
         duration = self.request.request_time()
         rows_read, bytes_read, rows = self._read
         request = stats.EndpointRequest(
-            pipe_id=resource_id(tenant, name),
+            pipe_id=tenant.resource_id(name),
             pipe_name=name,
             started=time.time() - duration,
             duration=duration,
@@ -301,7 +291,7 @@ class EndpointHandler(BaseHandler):
             result_rows=rows,
             user_agent=self.request.headers.get("User-Agent"),
         )
-        stats.request_log(self.service.engine).record(tenant.workspace.name, request, self.service.executor)
+        self.service.requests.record(tenant.workspace.name, request, self.service.executor)
 
 
 class OpenApiHandler(BaseHandler):
