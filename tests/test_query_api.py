@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+import requests
 
 from tbkit import query_api, tinybird_adapter
 from tbkit.errors import NotFoundError, ParameterError, QueryError, SqlParseError, TemplateError
@@ -217,3 +218,41 @@ def test_a_template_whose_expressions_fail_raises_template_error_on_check_and_pa
     with pytest.raises(ParameterError, match="division by zero") as raised:
         tinybird_adapter.render_template(template, {"d": "0"}, "n")
     assert raised.value.status == 400
+
+
+def test_with_a_pipeline_the_query_reads_its_nodes_and_needs_the_pipe(project):
+    plan = query_api.plan(project, "SELECT * FROM customers_with_transactions", pipeline="cltv_summary")
+    assert (plan.nodes, plan.resources, plan.pipeline) == (
+        ("customers_with_transactions",),
+        ("cltv_summary",),
+        "cltv_summary",
+    )
+    with pytest.raises(NotFoundError, match="Resource 'customers_with_transactions' not found"):
+        query_api.plan(project, "SELECT * FROM customers_with_transactions")
+    with pytest.raises(NotFoundError, match="Pipe 'nope' not found"):
+        query_api.plan(project, "SELECT 1", pipeline="nope")
+
+
+def test_a_node_of_the_pipeline_answers_as_the_pipe_computes_it(seeded):
+    plan = query_api.plan(
+        seeded.project, "SELECT count() AS n FROM customers_with_transactions", pipeline="cltv_summary"
+    )
+    node = json.loads(seeded.run_query(plan))["data"][0]["n"]
+    summary = seeded.endpoint("cltv_summary")["data"][0]["customers"]
+    assert node == summary > 0
+
+
+def test_tb_dev_reads_a_pipeline_node_over_http(start_server):
+    server = start_server()
+    answer = requests.get(
+        f"{server.url}/v0/sql",
+        params={"q": "SELECT * FROM cltv_summary_node", "pipeline": "cltv_summary"},
+        headers=server.headers(),
+    )
+    assert answer.status_code == 200, answer.text
+    assert [column["name"] for column in answer.json()["meta"]] == [
+        "average_cltv",
+        "customers",
+        "transactions",
+        "total_revenue",
+    ]

@@ -32,9 +32,15 @@ def table_replacements(project: Project, database: str) -> dict[str, tuple[str, 
 
 
 def render_pipe(
-    project: Project, pipe: Pipe, params: dict[str, Any], database: str, depth: int = 0, placeholders: bool = False
+    project: Project,
+    pipe: Pipe,
+    params: dict[str, Any],
+    database: str,
+    depth: int = 0,
+    placeholders: bool = False,
+    node: str | None = None,
 ) -> str:
-    """The SELECT that answers `pipe` for `params`, with every reference resolved.
+    """The SELECT that answers `pipe` (or its node called `node`) for `params`, with every reference resolved.
 
     With `placeholders`, parameters take Tinybird's placeholder values instead (to learn the columns).
     """
@@ -42,22 +48,22 @@ def render_pipe(
         raise QueryError(f"pipe '{pipe.name}' reads other endpoints more than 8 levels deep")
     variables = template_variables(params)
     replacements = table_replacements(project, database)
-    output = pipe.output_node
+    output = pipe.output_node if node is None else next(n for n in pipe.nodes if n.name == node)
     sql = ""
-    for node in pipe.nodes:
-        if not node.is_template:
-            sql = node.sql
+    for each in pipe.nodes:
+        if not each.is_template:
+            sql = each.sql
         elif placeholders:
-            sql = tinybird_adapter.render_template_for_check(node.template, node.name)
+            sql = tinybird_adapter.render_template_for_check(each.template, each.name)
         else:
-            sql = tinybird_adapter.render_template(node.template, variables, node.name)
+            sql = tinybird_adapter.render_template(each.template, variables, each.name)
         if not sql.strip():
-            raise ParameterError(f"node '{node.name}' of pipe '{pipe.name}' renders to an empty query")
-        if node is output:
+            raise ParameterError(f"node '{each.name}' of pipe '{pipe.name}' renders to an empty query")
+        if each is output:
             break
-        replacements[node.name] = ("", f"({sql})")
-    for node in pipe.nodes:
-        for name in node.reads:
+        replacements[each.name] = ("", f"({sql})")
+    for each in pipe.nodes:
+        for name in each.reads:
             if name not in replacements and name in project.endpoints:
                 other = project.endpoints[name]
                 other_sql = render_pipe(project, other, params, database, depth + 1, placeholders)

@@ -51,6 +51,8 @@ class QueryPlan:
     fmt: str  # the output format (default "JSON"; from a trailing FORMAT clause)
     tables: tuple[tuple[str, str], ...]  # (database, table) as parsed, once
     resources: tuple[str, ...]  # sorted unique names of datasources / quarantine datasources / endpoints read
+    pipeline: str | None = None  # the pipe whose nodes the query may read as tables (`?pipeline=`)
+    nodes: tuple[str, ...] = ()  # the nodes of `pipeline` it reads
 
 
 def _refuse_into_outfile(sql: str) -> None:
@@ -58,8 +60,11 @@ def _refuse_into_outfile(sql: str) -> None:
         raise ParameterError("[Error] INTO OUTFILE is not allowed in the Query API")
 
 
-def plan(project: Project, text: str, fmt: str = "JSON") -> QueryPlan:
+def plan(project: Project, text: str, fmt: str = "JSON", pipeline: str | None = None) -> QueryPlan:
     """Check a Query API query against the policy and list what it reads.
+
+    With `pipeline` (a pipe's name, as `/v0/sql?pipeline=` takes it, which `tb dev` sends), the query may also
+    read that pipe's nodes as tables; reading one needs READ on the pipe, which is then among the resources.
 
     Raises ParameterError (an unsupported format, not a SELECT, INTO OUTFILE), SqlParseError (a QueryError:
     SQL that Tinybird's parser refuses, a disabled table function) or NotFoundError (a table that is not a
@@ -80,16 +85,29 @@ def plan(project: Project, text: str, fmt: str = "JSON") -> QueryPlan:
     except SqlParseError as e:
         raise SqlParseError(f"[Error] {e}") from None
     known = query.table_replacements(project, "").keys() | project.endpoints.keys()
+    node_names = _node_names(project, pipeline)
+    nodes = tuple(sorted({table for database, table in tables if not database and table in node_names}))
     for database, table in tables:
         name = f"{database}.{table}" if database else table
-        if name not in stats.SERVICE_DATASOURCES and (database or table not in known):
+        if name not in stats.SERVICE_DATASOURCES and (database or table not in known | node_names):
             raise NotFoundError(f"[Error] Resource '{name}' not found")
     try:
         tinybird_adapter.refuse_disabled_table_functions(functions)
     except SqlParseError as e:
         raise SqlParseError(f"[Error] {e}") from None
-    resources = tuple(sorted({f"{database}.{table}" if database else table for database, table in tables}))
-    return QueryPlan(statement=statement, fmt=fmt, tables=tuple(tables), resources=resources)
+    read = {f"{database}.{table}" if database else table for database, table in tables} - set(nodes)
+    resources = tuple(sorted(read | ({pipeline} if nodes and pipeline else set())))
+    return QueryPlan(statement, fmt, tuple(tables), resources, pipeline if nodes else None, nodes)
+
+
+def _node_names(project: Project, pipeline: str | None) -> set[str]:
+    """The node names of the pipe `pipeline` (none without one); NotFoundError for an unknown pipe."""
+    if not pipeline:
+        return set()
+    pipe = project.pipes.get(pipeline)
+    if pipe is None:
+        raise NotFoundError(f"[Error] Pipe '{pipeline}' not found (the pipeline parameter)")
+    return {node.name for node in pipe.nodes}
 
 
 def render(plan: QueryPlan, project: Project, database: str, params: dict[str, Any]) -> str:
@@ -100,7 +118,12 @@ def render(plan: QueryPlan, project: Project, database: str, params: dict[str, A
     """
     replacements = query.table_replacements(project, database)
     statement = plan.statement
+    for name in plan.nodes:
+        pipe = project.pipes[plan.pipeline or ""]
+        replacements[name] = ("", f"({query.render_pipe(project, pipe, params, database, node=name)})")
     for name in plan.resources:
+        if name == plan.pipeline and ("", name) not in plan.tables:
+            continue  # read through its nodes only
         pipe = project.endpoints.get(name)
         if pipe is not None:
             replacements[name] = ("", f"({query.render_pipe(project, pipe, params, database)})")

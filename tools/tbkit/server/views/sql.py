@@ -24,9 +24,9 @@ class SqlHandler(BaseHandler):
         if not q or not q.strip():
             raise ParameterError("The 'q' parameter is required: /v0/sql?q=SELECT ...")
         tenant = self.require(READ)
-        plan = query_api.plan(tenant.project, q)
+        plan = query_api.plan(tenant.project, q, pipeline=self.get_argument("pipeline", None))
         self.require(READ, *plan.resources)
-        body = await self.service.run(tenant.workspace.run_query, plan, self.query_params("q"))
+        body = await self.service.run(tenant.workspace.run_query, plan, self.query_params("q", "pipeline"))
         self.set_header("Content-Type", CONTENT_TYPES.get(plan.fmt, "text/plain; charset=utf-8"))
         self.finish(body)
 
