@@ -108,10 +108,17 @@ def template_parameters(sql: str, node_name: str) -> list[dict]:
         raise TemplateError(str(e)) from None
 
 
-def render_template(sql: str, variables: dict[str, Any], node_name: str) -> str:
-    """Render a `%` template with request parameters; bad or missing parameters raise ParameterError."""
+def render_template(
+    sql: str, variables: dict[str, Any], node_name: str, secrets: dict[str, str] | None = None
+) -> str:
+    """Render a `%` template with request parameters; bad or missing parameters raise ParameterError.
+
+    `secrets` are the workspace's secrets by name: `{{ tb_secret('NAME') }}` becomes the quoted value where
+    Tinybird would bind it as a query parameter, and its default (or an error) when the secret is not set.
+    """
+    names = [sql_template.secret_template_key(name) for name in secrets] if secrets else None
     try:
-        rendered, _, _ = sql_template.render_sql_template(sql, dict(variables), name=node_name)
+        rendered, results, _ = sql_template.render_sql_template(sql, dict(variables), secrets=names, name=node_name)
     except sql_template.SQLTemplateCustomError as e:
         err = e.err.get("error", e.err) if isinstance(e.err, dict) else e.err
         raise ParameterError(str(err)) from None
@@ -122,6 +129,9 @@ def render_template(sql: str, variables: dict[str, Any], node_name: str) -> str:
         # ValueError or TypeError, and the template runs its own expressions, whose errors render_sql_template
         # re-raises whatever their type (`{% set r = 10 / Int32(d, 1) %}` with d=0 raises ZeroDivisionError).
         raise ParameterError(str(e)) from None
+    for name in results.ch_params if secrets else ():
+        placeholder = "{" + sql_template.sqlescape(name) + ": String}"
+        rendered = rendered.replace(placeholder, "'" + sql_template.sqlescape(secrets[name]) + "'")
     return rendered
 
 
