@@ -15,9 +15,9 @@ import pytest
 import requests
 
 from tbkit.secret_store import SECRETS_FILE
-from tbkit.server.views.variables import secrets_folder
 
 from .serving import InProcessServer
+from .test_deployments_api import deploy
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 ROWS = b'{"customer_id":"c1","age":30,"location":"Madrid"}\n{"customer_id":"c2","age":41,"location":"Paris"}\n'
@@ -148,7 +148,7 @@ def test_jobs_need_the_admin_token_of_their_own_workspace(server):
 
 
 def secrets_file(server, tenant=None) -> Path:
-    return secrets_folder(server.service.registry.data_dir, tenant or server.service.main) / SECRETS_FILE
+    return (tenant or server.service.main).folder / SECRETS_FILE
 
 
 def test_secrets_are_created_listed_updated_and_deleted_without_ever_showing_a_value(server):
@@ -297,3 +297,30 @@ def test_the_current_workspace_has_the_fields_tb_reads_and_no_token(server):
     read = call(server, "GET", "/v1/workspace", token=read_token(server))
     assert read.status_code == 200 and read.json()["name"] == "main"
     assert server.token not in read.text
+
+
+def test_an_endpoint_reads_a_secret_through_tb_secret_and_its_default_until_it_is_set(start_server):
+    server = start_server()  # a server of its own: this test deploys a changed endpoint
+
+    change = {
+        "endpoints/cltv_summary.pipe": (
+            "SELECT\n        round(if(count() = 0, 0, avg(customer_cltv)), 2) AS average_cltv,",
+            "%\n    SELECT\n        {{ tb_secret('CURRENCY', 'USD') }} AS currency,\n"
+            "        round(if(count() = 0, 0, avg(customer_cltv)), 2) AS average_cltv,",
+        )
+    }
+    assert deploy(server, change, auto_promote="true").json()["result"] == "success"
+
+    def currency() -> str:
+        answer = requests.get(f"{server.url}/v0/pipes/cltv_summary.json", headers=server.headers())
+        assert answer.status_code == 200, answer.text
+        return answer.json()["data"][0]["currency"]
+
+    assert currency() == "USD"
+    created = requests.post(
+        f"{server.url}/v0/variables", data={"name": "CURRENCY", "value": "EUR'"}, headers=server.headers()
+    )
+    assert created.status_code == 200, created.text
+    assert currency() == "EUR'"  # the value is quoted, never spliced into the SQL
+    requests.delete(f"{server.url}/v0/variables/CURRENCY", headers=server.headers())
+    assert currency() == "USD"

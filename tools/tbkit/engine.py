@@ -326,6 +326,8 @@ class Workspace:
         self.name = name
         self.project = project
         self.query_timeout = query_timeout
+        # The workspace's secrets by name, for `tb_secret()` in templates (its server sets the source).
+        self.secrets: Callable[[], dict[str, str]] = dict
 
     def _read(self, sql: str, fmt: str) -> Any:
         """Run a read-only query within the workspace's time limit."""
@@ -643,7 +645,7 @@ class Workspace:
     def endpoint_sql(self, name: str, params: dict[str, Any]) -> str:
         """The SELECT that answers endpoint `name` for `params`."""
         pipe = self.project.endpoint(name)
-        return query.render_pipe(self.project, pipe, params, self.name)
+        return query.render_pipe(self.project, pipe, params, self.name, secrets=self.secrets())
 
     def query_endpoint(self, name: str, params: dict[str, Any], fmt: str = "json") -> bytes:
         """Run an endpoint and return the response body in Tinybird's format (json, csv, ndjson)."""
@@ -669,5 +671,5 @@ class Workspace:
 
     def run_query(self, plan: query_api.QueryPlan, params: dict[str, Any] | None = None) -> bytes:
         """Run a Query API query that `query_api.plan` allowed, read-only, and return the response body."""
-        sql = query_api.render(plan, self.project, self.name, params or {})
+        sql = query_api.render(plan, self.project, self.name, params or {}, self.secrets())
         return self._read(sql, plan.fmt).bytes()

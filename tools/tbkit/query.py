@@ -39,10 +39,12 @@ def render_pipe(
     depth: int = 0,
     placeholders: bool = False,
     node: str | None = None,
+    secrets: dict[str, str] | None = None,
 ) -> str:
     """The SELECT that answers `pipe` (or its node called `node`) for `params`, with every reference resolved.
 
-    With `placeholders`, parameters take Tinybird's placeholder values instead (to learn the columns).
+    With `placeholders`, parameters take Tinybird's placeholder values instead (to learn the columns);
+    `secrets` are the workspace's, for `tb_secret()`.
     """
     if depth > 8:
         raise QueryError(f"pipe '{pipe.name}' reads other endpoints more than 8 levels deep")
@@ -56,7 +58,7 @@ def render_pipe(
         elif placeholders:
             sql = tinybird_adapter.render_template_for_check(each.template, each.name)
         else:
-            sql = tinybird_adapter.render_template(each.template, variables, each.name)
+            sql = tinybird_adapter.render_template(each.template, variables, each.name, secrets)
         if not sql.strip():
             raise ParameterError(f"node '{each.name}' of pipe '{pipe.name}' renders to an empty query")
         if each is output:
@@ -66,7 +68,7 @@ def render_pipe(
         for name in each.reads:
             if name not in replacements and name in project.endpoints:
                 other = project.endpoints[name]
-                other_sql = render_pipe(project, other, params, database, depth + 1, placeholders)
+                other_sql = render_pipe(project, other, params, database, depth + 1, placeholders, secrets=secrets)
                 replacements[name] = ("", f"({other_sql})")
     try:
         return tinybird_adapter.replace_tables(sql, replacements)

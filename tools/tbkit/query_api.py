@@ -110,7 +110,9 @@ def _node_names(project: Project, pipeline: str | None) -> set[str]:
     return {node.name for node in pipe.nodes}
 
 
-def render(plan: QueryPlan, project: Project, database: str, params: dict[str, Any]) -> str:
+def render(
+    plan: QueryPlan, project: Project, database: str, params: dict[str, Any], secrets: dict[str, str] | None = None
+) -> str:
     """The SQL that answers `plan` in workspace `database`: tables qualified, endpoints inlined for `params`.
 
     Endpoint parameters raise ParameterError as on the endpoint itself; INTO OUTFILE is refused again on the
@@ -120,13 +122,13 @@ def render(plan: QueryPlan, project: Project, database: str, params: dict[str, A
     statement = plan.statement
     for name in plan.nodes:
         pipe = project.pipes[plan.pipeline or ""]
-        replacements[name] = ("", f"({query.render_pipe(project, pipe, params, database, node=name)})")
+        replacements[name] = ("", f"({query.render_pipe(project, pipe, params, database, node=name, secrets=secrets)})")
     for name in plan.resources:
         if name == plan.pipeline and ("", name) not in plan.tables:
             continue  # read through its nodes only
         pipe = project.endpoints.get(name)
         if pipe is not None:
-            replacements[name] = ("", f"({query.render_pipe(project, pipe, params, database)})")
+            replacements[name] = ("", f"({query.render_pipe(project, pipe, params, database, secrets=secrets)})")
         elif name in stats.SERVICE_DATASOURCES:
             table = _SERVICE_PLACEHOLDER + name.split(".", 1)[1]
             replacements[table] = ("", f"({stats.subquery(name, database)})")

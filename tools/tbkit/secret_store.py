@@ -58,6 +58,7 @@ class SecretStore:
 
     def __init__(self, folder: Path):
         self.path = Path(folder) / SECRETS_FILE
+        self._values: tuple[tuple[int, int, int] | None, dict[str, str]] = (None, {})
 
     # -- reading --------------------------------------------------------------------------------------
 
@@ -94,8 +95,20 @@ class SecretStore:
         return None if secret is None else self._public(name, secret)
 
     def values(self) -> dict[str, str]:
-        """Every secret's value by name, for rendering templates (never for answers)."""
-        return {name: secret["value"] for name, secret in self._read().items()}
+        """Every secret's value by name, for rendering templates (never for answers).
+
+        Read again only when the file changed (it is replaced atomically, so its inode changes), since
+        endpoints ask on every call.
+        """
+        try:
+            stat = self.path.stat()
+            version: tuple[int, int, int] | None = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        except FileNotFoundError:
+            version = None
+        if version != self._values[0]:
+            values = {name: secret["value"] for name, secret in self._read().items()} if version else {}
+            self._values = (version, values)
+        return self._values[1]
 
     # -- writing --------------------------------------------------------------------------------------
 

@@ -108,9 +108,7 @@ def template_parameters(sql: str, node_name: str) -> list[dict]:
         raise TemplateError(str(e)) from None
 
 
-def render_template(
-    sql: str, variables: dict[str, Any], node_name: str, secrets: dict[str, str] | None = None
-) -> str:
+def render_template(sql: str, variables: dict[str, Any], node_name: str, secrets: dict[str, str] | None = None) -> str:
     """Render a `%` template with request parameters; bad or missing parameters raise ParameterError.
 
     `secrets` are the workspace's secrets by name: `{{ tb_secret('NAME') }}` becomes the quoted value where

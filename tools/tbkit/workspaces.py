@@ -30,6 +30,7 @@ from typing import Any
 from .engine import Engine, Workspace
 from .errors import AuthError, NotFoundError, ParameterError
 from .project import Project, load_project
+from .secret_store import SecretStore
 from .tokens import Token, TokenStore, jwt_workspace_id, looks_like_jwt
 
 MAIN = "main"
@@ -91,10 +92,13 @@ class Tenant:
     staged: list[dict[str, Any]] = field(default_factory=list)
     texts: dict[str, dict[str, str]] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
+    secrets: SecretStore = field(init=False, repr=False, compare=False)  # in `folder`, for tb secret and tb_secret()
 
     def __post_init__(self) -> None:
         if not self.texts:
             self.texts = datafile_texts(self.workspace.project)
+        self.secrets = SecretStore(self.folder)
+        self.workspace.secrets = self.secrets.values
 
     @property
     def project(self) -> Project:
@@ -113,6 +117,7 @@ class Tenant:
     def go_live(self, workspace: Workspace) -> None:
         """Serve `workspace` (a new project built into this workspace's database), with its tokens."""
         self.workspace = workspace
+        self.workspace.secrets = self.secrets.values
         self.texts = datafile_texts(workspace.project)
         self.tokens = TokenStore.load(self.folder, workspace.project, self.tokens.admin.value)
 

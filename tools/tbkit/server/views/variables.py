@@ -7,26 +7,17 @@ no answer carries a value.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ...errors import NotFoundError, ParameterError
 from ...secret_store import SECRET_TYPE, SecretStore
 from ...tokens import ADMIN_SCOPE
-from ...workspaces import Tenant
 from ..base import BaseHandler
-
-
-def secrets_folder(registry_data_dir: Path, tenant: Tenant) -> Path:
-    """Where a workspace keeps its secrets: its own folder, or the data directory for the main workspace."""
-    return tenant.folder if tenant.folder is not None else registry_data_dir
 
 
 class VariablesBase(BaseHandler):
     """The request's workspace secrets, behind the admin token."""
 
     def store(self) -> SecretStore:
-        tenant = self.require(ADMIN_SCOPE)
-        return SecretStore(secrets_folder(self.service.registry.data_dir, tenant))
+        return self.require(ADMIN_SCOPE).secrets
 
     def edited_by(self) -> str | None:
         """Who changes a secret, as Tinybird records it: `token: '<token name>'`."""
