@@ -24,7 +24,7 @@ from tbkit.errors import AuthError
 from tbkit.project import load_project
 
 from . import ROOT
-from .serving import InProcessServer
+from .serving import InProcessServer, ServerProcess
 
 PROJECT = load_project(ROOT / "tinybird")
 LANDING = ["customers", "customer_events", "customer_transactions", "customer_demographics"]
@@ -434,3 +434,27 @@ def test_too_many_concurrent_requests_get_429_and_the_client_honours_retry_after
         thread.join(timeout=120)
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="module")
+def serve_process(tmp_path_factory):
+    running = ServerProcess(tmp_path_factory.mktemp("parser") / "data").start()
+    yield running
+    running.stop()
+
+
+@pytest.mark.parametrize(
+    ("query", "phrase"),
+    [
+        ("SELECT " + "+".join(["1"] * 25_000), "parse depth"),  # crashed the process in Tinybird's parser before
+        ("SELECT " + "(" * 100_000 + "1" + ")" * 100_000, "[Error]"),
+        ("SELECT '" + "x" * 300_000 + "'", "max_query_size"),
+    ],
+    ids=["25k-terms", "100k-parentheses", "300KB"],
+)
+def test_huge_or_deeply_nested_queries_are_refused_and_the_server_lives(serve_process, query, phrase):
+    server = serve_process  # a real process: the failure this guards against is the process crashing
+    answer = requests.post(f"{server.url}/v0/sql", data={"q": query}, headers=server.headers(), timeout=120)
+    assert answer.status_code == 400, answer.text[:300]
+    assert phrase in answer.json()["error"]
+    assert requests.get(f"{server.url}/v0/health", timeout=10).json()["status"] == "ok"

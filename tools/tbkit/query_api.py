@@ -24,6 +24,8 @@ from .project import Project
 
 FORMATS = frozenset({"JSON", "JSONCompact", "JSONEachRow", "CSV", "CSVWithNames", "TSV", "TSVWithNames", "Parquet"})
 
+# ClickHouse's max_query_size: longer queries are refused before any parser sees them.
+MAX_QUERY_BYTES = 256 * 1024
 _FORMAT_CLAUSE = re.compile(r"\bFORMAT\s+(\w+)\s*$", re.I)
 _SELECT = re.compile(r"^\s*(\(\s*)*(SELECT|WITH)\b", re.I)
 _INTO_OUTFILE = re.compile(r"\bINTO\s+OUTFILE\b", re.I)
@@ -70,6 +72,12 @@ def plan(project: Project, text: str, fmt: str = "JSON", pipeline: str | None = 
     SQL that Tinybird's parser refuses, a disabled table function) or NotFoundError (a table that is not a
     datasource, quarantine datasource or endpoint of `project`, or any `database.table`).
     """
+    size = len(text.encode("utf-8", "replace"))
+    if size > MAX_QUERY_BYTES:
+        raise ParameterError(
+            f"[Error] the query is {size} bytes, over the Query API's limit of {MAX_QUERY_BYTES} bytes "
+            "(ClickHouse's max_query_size)"
+        )
     statement = text.strip().rstrip(";").strip()
     match = _FORMAT_CLAUSE.search(statement)
     if match:

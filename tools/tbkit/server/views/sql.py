@@ -24,7 +24,10 @@ class SqlHandler(BaseHandler):
         if not q or not q.strip():
             raise ParameterError("The 'q' parameter is required: /v0/sql?q=SELECT ...")
         tenant = self.require(READ)
-        plan = query_api.plan(tenant.project, q, pipeline=self.get_argument("pipeline", None))
+        # Planned on a pool thread, whose large stack lets Tinybird's SQL parser refuse a deeply nested query
+        # with an error instead of overflowing the event loop's stack (service.PARSER_STACK_BYTES).
+        pipeline = self.get_argument("pipeline", None)
+        plan = await self.service.run(lambda: query_api.plan(tenant.project, q, pipeline=pipeline))
         self.require(READ, *plan.resources)
         body = await self.service.run(tenant.workspace.run_query, plan, self.query_params("q", "pipeline"))
         self.set_header("Content-Type", CONTENT_TYPES.get(plan.fmt, "text/plain; charset=utf-8"))
