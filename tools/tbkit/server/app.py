@@ -17,6 +17,7 @@ import tornado.netutil
 import tornado.web
 
 from .base import NotFoundHandler, log_request
+from .limits import LimitedHTTPServer
 from .local import tokens as local_tokens
 from .local import workspaces as local_workspaces
 from .service import ServerConfig, Service
@@ -111,7 +112,7 @@ def listen(service: Service, host: str, port: int) -> tuple[tornado.httpserver.H
 
     The body limit is the largest upload; each API checks its own, smaller limit.
     """
-    server = tornado.httpserver.HTTPServer(
+    server = LimitedHTTPServer(
         make_app(service), max_body_size=service.config.max_upload_bytes + 1024 * 1024, xheaders=True
     )
     sockets = tornado.netutil.bind_sockets(port, address=host, family=socket.AF_UNSPEC)

@@ -239,7 +239,7 @@ def result_rows(body: bytes, fmt: str) -> int:
 
 
 class EndpointHandler(BaseHandler):
-    """`GET|POST /v0/pipes/<name>.json|.csv|.ndjson`: call an endpoint (POST takes a JSON body too).
+    """`GET|POST /v0/pipes/<name>.json|.csv|.ndjson`: call an endpoint (POST takes a JSON or form body too).
 
     Once the token may read an existing endpoint, the request is recorded when it is answered, succeeded or
     failed (bad parameters, a timeout), with what its query read.
@@ -252,12 +252,17 @@ class EndpointHandler(BaseHandler):
         await self._answer(name, fmt, self.query_params())
 
     async def post(self, name: str, fmt: str) -> None:
+        """Parameters from the query string, then from the body: a JSON object, or a form (urlencoded or
+        multipart); the body's win. Long parameters that would not fit a URL go here."""
         params = self.query_params()
         if self.request.body and "json" in self.request.headers.get("Content-Type", ""):
             try:
                 params.update({k: str(v) for k, v in json.loads(self.request.body).items()})
             except (ValueError, AttributeError):
                 raise ParameterError("The body must be a JSON object of parameters") from None
+        else:
+            form = self.request.body_arguments
+            params.update({k: v[-1].decode("utf-8", "replace") for k, v in form.items() if k != "token"})
         await self._answer(name, fmt, params)
 
     async def _answer(self, name: str, fmt: str, params: dict[str, str]) -> None:
