@@ -41,6 +41,31 @@ class TbkitGroup(click.Group):
 FOLDER = click.Path(file_okay=False, path_type=Path)
 FILE = click.Path(dir_okay=False, path_type=Path)
 
+
+class Size(click.ParamType):
+    """A size in bytes, given as `2GiB`, `500MB` or `300000000`; a usage error says what is expected."""
+
+    name = "size"
+
+    def convert(self, value, param, ctx):
+        from .sizes import parse_size
+
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(value)
+        except TbkitError as e:
+            self.fail(str(e), param, ctx)
+
+
+def memory_share(percent: int) -> str:
+    """`<percent> % of this machine's memory (<size> here)`, for the help of a memory limit."""
+    from .sizes import format_size, share_of_memory
+
+    size = format_size(share_of_memory(percent))
+    return f"{percent} % of the machine's physical memory (or its container's limit), {size} here"
+
+
 project_option = click.option(
     "--project",
     "project_dir",
@@ -318,6 +343,18 @@ def datagen(scale, customers, events_per_customer, random_seed, workers, out, as
 )
 @click.option("--query-timeout", type=click.FloatRange(min=0.1), help="Cancel queries running longer (seconds).")
 @click.option(
+    "--max-query-memory",
+    type=Size(),
+    help="Memory one read (Query API or endpoint) may use, e.g. 2GiB or 500MB; a query needing more is cancelled "
+    f"with a 400. Default: {memory_share(20)}.",
+)
+@click.option(
+    "--max-server-memory",
+    type=Size(),
+    help="Memory the whole server may use (ClickHouse's max_server_memory_usage), e.g. 8GiB; appends are held only "
+    f"to this. Default: {memory_share(60)}.",
+)
+@click.option(
     "--local-api/--no-local-api",
     default=None,
     help="Answer Tinybird Local's API (/tokens, workspaces, deploys), so `tb --local` works. Default: on when "
@@ -331,7 +368,18 @@ def datagen(scale, customers, events_per_customer, random_seed, workers, out, as
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log every request (tokens redacted).")
 def serve(
-    project_dir, host, port, data_dir, token, max_concurrency, query_timeout, local_api, reset_deployment, verbose
+    project_dir,
+    host,
+    port,
+    data_dir,
+    token,
+    max_concurrency,
+    query_timeout,
+    max_query_memory,
+    max_server_memory,
+    local_api,
+    reset_deployment,
+    verbose,
 ):
     """Serve the Tinybird HTTP API over the embedded engine.
 
@@ -358,6 +406,8 @@ def serve(
         admin_token=token,
         max_concurrency=max_concurrency,
         query_timeout=query_timeout,
+        max_query_memory=max_query_memory,
+        max_server_memory=max_server_memory,
         local_api=local_api,
         reset_deployment=reset_deployment,
     )

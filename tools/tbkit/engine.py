@@ -9,6 +9,7 @@ blocks another request.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import json
 import os
@@ -28,19 +29,32 @@ import chdb
 from . import ddl, ingest, query, query_api
 from .errors import (
     IngestError,
+    MemoryLimitError,
     NotFoundError,
     ParameterError,
     ProjectError,
     QueryError,
     QueryTimeoutError,
+    ServerMemoryError,
+    StorageFullError,
     TbkitError,
 )
 from .project import Project
+from .sizes import format_size
 
 _CLICKHOUSE_CODE = re.compile(r"Code: (\d+)\.")
 # Trailing "(ERROR_NAME) (version 26.9.2.1)" decorations of ClickHouse messages.
 _CLICKHOUSE_SUFFIX = re.compile(r"(\s*\((?:[A-Z_]+|version [^)]*)\)\.?)+\s*$")
 _TIMEOUT_CODES = {159, 394}  # TIMEOUT_EXCEEDED, QUERY_WAS_CANCELLED
+_MEMORY_CODE = 241  # MEMORY_LIMIT_EXCEEDED: the query's own limit, or the server's ("(total)", OvercommitTracker)
+_SERVER_MEMORY = re.compile(r"\(total\)|OvercommitTracker")
+_SPACE_CODE = 243  # NOT_ENOUGH_SPACE: a part could not reserve room on the data directory's disk
+_NO_SPACE = re.compile(r"No space left on device|errno: 28\b|ENOSPC", re.IGNORECASE)
+# An append is refused before it writes anything when the data directory's disk has less free space than its
+# input, plus the inputs of the appends in flight, plus this: parts are compressed, so an input's size covers the
+# parts it writes, materialized views' included, and what is left keeps room for merges and metadata. (A disk
+# that fills during an insert makes ClickHouse fail it midway, possibly after some of its parts were written.)
+MIN_FREE_BYTES = 16 * 1024 * 1024
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _FORMATS = {"json": "JSON", "csv": "CSVWithNames", "ndjson": "JSONEachRow", "parquet": "Parquet"}
 # Session settings of every connection: answers in UTC with 64-bit integers as JSON numbers, as Tinybird.
@@ -106,6 +120,20 @@ def clickhouse_message(error: Exception) -> tuple[int | None, str]:
 
 
 @dataclass(frozen=True)
+class MemoryLimits:
+    """Memory an engine's queries may use, in bytes (None: no limit of tbkit's own).
+
+    `query` binds every read (ClickHouse's `max_memory_usage` on read-only connections: the Query API and
+    endpoints); `write` binds each write (appends, builds, populates); `server` binds the whole engine
+    (`max_server_memory_usage`, fixed when chDB starts in the process), so one query cannot starve the others.
+    """
+
+    query: int | None = None
+    write: int | None = None
+    server: int | None = None
+
+
+@dataclass(frozen=True)
 class AppendResult:
     """What an append did: rows stored in the datasource and rows sent to its quarantine."""
 
@@ -128,9 +156,11 @@ class _ReadOnlyStatements:
     that would run without them) and it has been checked to be one SELECT, WITH ... SELECT or DESCRIBE.
     """
 
-    def __init__(self, session: Any, timeout: float | None):
+    def __init__(self, session: Any, timeout: float | None, max_memory: int | None = None):
         self._session = session
         settings = ["readonly = 2"]
+        if max_memory:
+            settings.append(f"max_memory_usage = {int(max_memory)}")
         if timeout:
             settings += [f"max_execution_time = {float(timeout)}", "timeout_before_checking_execution_speed = 0"]
         self._settings = ", ".join(settings)
@@ -155,9 +185,11 @@ class Engine:
     _current: ClassVar[Engine | None] = None
     _lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, path: Path, owns_path: bool):
+    def __init__(self, path: Path, owns_path: bool, memory: MemoryLimits | None = None):
         self.path = path
         self._owns_path = owns_path
+        self.memory = memory or MemoryLimits()
+        self._server_option = True  # chDB takes max_server_memory_usage in a connection string (chDB 4)
         # Pools by (read-only, time limit): read connections are read-only (readonly = 2) and carry their
         # workspace's query time limit; write connections build and append without a time limit.
         self._pools: dict[tuple[bool, float | None], queue.LifoQueue] = {}
@@ -173,13 +205,15 @@ class Engine:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self._users = 1
         self._closed = False
+        self._reserved = 0  # bytes of the appends in flight (Engine.reserve)
 
     @classmethod
-    def open(cls, path: str | Path | None = None) -> Engine:
+    def open(cls, path: str | Path | None = None, memory: MemoryLimits | None = None) -> Engine:
         """The engine over `path`, or with None the one already open in this process (else a temporary one).
 
         chDB holds one data directory per process, so every caller shares one engine; pair each open()
-        with a close(), and the last close() releases it.
+        with a close(), and the last close() releases it. `memory` limits the queries of an engine this call
+        opens (an engine already open keeps its own).
         """
         with cls._lock:
             current = cls._current
@@ -192,11 +226,11 @@ class Engine:
                     f"directory per process, so close it before opening {Path(path).resolve()}"
                 )
             if path is None:
-                engine = cls(Path(tempfile.mkdtemp(prefix="tbkit-")), owns_path=True)
+                engine = cls(Path(tempfile.mkdtemp(prefix="tbkit-")), owns_path=True, memory=memory)
             else:
                 resolved = Path(path).resolve()
                 resolved.mkdir(parents=True, exist_ok=True)
-                engine = cls(resolved, owns_path=False)
+                engine = cls(resolved, owns_path=False, memory=memory)
             with engine.connection():  # fail now, not on the first request
                 pass
             cls._current = engine
@@ -207,23 +241,45 @@ class Engine:
             # chDB before 4 starts the task that finishes DROP ... SYNC only when a data directory already has
             # metadata/: without it, on a new directory, every DROP ... SYNC would wait forever.
             (self.path / "chdb" / "metadata").mkdir(parents=True, exist_ok=True)
-            conn = chdb.connect(str(self.path / "chdb"))
+            conn = self._chdb_connect()
             # Kept until the engine closes: chDB 3.x closes its one session when any connection is collected.
             with self._pool_lock:
                 self._all.append(conn)
             for statement in _SESSION:
                 conn.query(statement)
+            if self.memory.write:  # reads set their own limit below (or, over a shared session, per query)
+                conn.query(f"SET max_memory_usage = {int(self.memory.write)}")
             with self._probe_lock:  # the first connection finds out, before any other is used
                 if not self._probed and self._shares_session(conn):
                     self._shared = conn
                 self._probed = True
         if self._shared is not None:
-            return _ReadOnlyStatements(self._shared, timeout) if readonly else self._shared
+            return _ReadOnlyStatements(self._shared, timeout, self.memory.query) if readonly else self._shared
+        if readonly and self.memory.query:
+            conn.query(f"SET max_memory_usage = {int(self.memory.query)}")
         if readonly and timeout:
             conn.query(f"SET max_execution_time = {float(timeout)}")
             conn.query("SET timeout_before_checking_execution_speed = 0")
         if readonly:
             conn.query("SET readonly = 2")
+        return conn
+
+    def _chdb_connect(self) -> Any:
+        """A chDB connection, under the server's memory limit: chDB 4 takes `max_server_memory_usage` from the
+        first connection string of the process (ClickHouse cannot change it with SET); chDB 3.x refuses that
+        option, so there the limit is `max_memory_usage_for_user`, which binds every query (all run as one user)."""
+        path = str(self.path / "chdb")
+        if not self.memory.server:
+            return chdb.connect(path)
+        if self._server_option:
+            try:
+                return chdb.connect(f"{path}?max_server_memory_usage={int(self.memory.server)}")
+            except RuntimeError as e:
+                if "max_server_memory_usage" not in str(e):
+                    raise
+                self._server_option = False
+        conn = chdb.connect(path)
+        conn.query(f"SET max_memory_usage_for_user = {int(self.memory.server)}")
         return conn
 
     def _shares_session(self, conn: Any) -> bool:
@@ -276,12 +332,68 @@ class Engine:
             try:
                 return conn.query(sql, fmt)
             except RuntimeError as e:  # chDB raises chdb._exceptions.ChdbError, a RuntimeError, for every failed query
-                code, message = clickhouse_message(e)
-                if code in _TIMEOUT_CODES:
-                    raise QueryTimeoutError(
-                        f"[Error] the query took longer than the {timeout or 0:g} s limit and was cancelled"
-                    ) from None
-                raise QueryError(f"[Error] {message}") from None
+                raise self._error(e, readonly, timeout) from None
+
+    def _error(self, error: Exception, readonly: bool, timeout: float | None) -> TbkitError:
+        """The tbkit error for a failed chDB query: timeouts, memory limits, a full disk, else QueryError."""
+        code, message = clickhouse_message(error)
+        if code in _TIMEOUT_CODES:
+            return QueryTimeoutError(
+                f"[Error] the query took longer than the {timeout or 0:g} s limit and was cancelled"
+            )
+        if code == _MEMORY_CODE and _SERVER_MEMORY.search(message):
+            limit = f" of {format_size(self.memory.server)}" if self.memory.server else ""
+            return ServerMemoryError(
+                f"[Error] the server is at its memory limit{limit} (tbkit serve --max-server-memory), so this "
+                "query was cancelled; retry when other queries have finished, or raise the limit"
+            )
+        if code == _MEMORY_CODE:
+            limit = self.memory.query if readonly else self.memory.write
+            if readonly:
+                needed = f"more than {format_size(limit)}, " if limit else "more memory than "
+                return MemoryLimitError(
+                    f"[Error] the query needed {needed}the per-query memory limit (tbkit serve "
+                    "--max-query-memory), and was cancelled: filter or aggregate earlier, add a LIMIT, or raise "
+                    "the limit"
+                )
+            needed = f"more than {format_size(limit)}, " if limit else "more memory than "
+            return MemoryLimitError(f"[Error] the statement needed {needed}the memory limit of a write: {message}")
+        if code == _SPACE_CODE or _NO_SPACE.search(message):
+            return self.storage_full(message)
+        return QueryError(f"[Error] {message}")
+
+    @contextlib.contextmanager
+    def reserve(self, size: int) -> Iterator[None]:
+        """Room for an append of `size` bytes on the data directory's disk, counting the appends in flight;
+        StorageFullError, before anything is written, when the disk has less than that plus MIN_FREE_BYTES."""
+        with self._pool_lock:
+            free = shutil.disk_usage(self.path).free - self._reserved
+            if free < size + MIN_FREE_BYTES:
+                raise self.storage_full(
+                    f"an append of {format_size(size)} needs {format_size(size + MIN_FREE_BYTES)} free"
+                    + (f", beside the appends in flight ({format_size(self._reserved)})" if self._reserved else "")
+                )
+            self._reserved += size
+        try:
+            yield
+        finally:
+            with self._pool_lock:
+                self._reserved -= size
+
+    def storage_full(self, detail: str, outcome: str = "") -> StorageFullError:
+        """The error for a full disk: where the data is, what is free, what failed (`detail`), what was stored
+        (`outcome`) and what to do; the error keeps `detail` for callers that add an outcome."""
+        try:
+            free = f" ({format_size(shutil.disk_usage(self.path).free)} free)"
+        except OSError:
+            free = ""
+        detail, outcome = detail.rstrip(". "), f"; {outcome}" if outcome else ""
+        error = StorageFullError(
+            f"No space left on the device of the data directory {self.path}{free}: {detail}{outcome}. Free space "
+            "(truncate or delete rows of a datasource, remove other files on that disk, or grow it) and retry"
+        )
+        error.detail = detail
+        return error
 
     def scalar(self, sql: str) -> str:
         """The first value of the first row of a query, as text."""
@@ -579,10 +691,20 @@ class Workspace:
         """Append NDJSON (bytes, or a file, gzipped or not) to a datasource; misfits go to quarantine.
 
         Large inputs are appended in chunks of whole lines; `on_progress(n)` is told of every n bytes done.
+        A chunk is refused with StorageFullError, before it writes anything, when the data directory's disk
+        has less free space than the chunk plus MIN_FREE_BYTES; the error says which rows were stored.
         """
         target = self.project.datasource(datasource)
         ingest.check_appendable(target)
         import_id = import_id or uuid.uuid4().hex
+        try:
+            return self._append(target, source, import_id, on_progress)
+        except StorageFullError as e:
+            raise StorageFullError(f"[Error] Cannot append to '{target.name}': {e.message}") from None
+
+    def _append(
+        self, target: Any, source: bytes | str | Path, import_id: str, on_progress: Callable[[int], object] | None
+    ) -> AppendResult:
         if isinstance(source, bytes | bytearray | memoryview):
             chunks: Iterator[bytes] | None = _split_bytes(bytes(source))
             direct = None
@@ -595,22 +717,46 @@ class Workspace:
             direct = path if small else None
             chunks = None if small else _split_lines(path, gzipped)
         successful = quarantined = 0
-        if direct is not None:
-            successful, quarantined = self._append_file(target, direct, import_id)
-            if on_progress:
-                on_progress(direct.stat().st_size)
-        else:
-            for number, chunk in enumerate(chunks or []):
-                chunk_path = self.engine.tmp_dir / f"{import_id}.{number}.ndjson"
-                chunk_path.write_bytes(chunk)
-                try:
-                    ok, bad = self._append_file(target, chunk_path, import_id)
-                finally:
-                    with contextlib.suppress(OSError):
-                        os.unlink(chunk_path)
-                successful, quarantined = successful + ok, quarantined + bad
+        inserting = False  # a disk filling while ClickHouse inserts may leave part of that chunk stored
+        try:
+            if direct is not None:
+                size = direct.stat().st_size
+                with self.engine.reserve(size):
+                    inserting = True
+                    successful, quarantined = self._append_file(target, direct, import_id)
+                    inserting = False
                 if on_progress:
-                    on_progress(len(chunk))
+                    on_progress(size)
+            else:
+                for number, chunk in enumerate(chunks or []):
+                    chunk_path = self.engine.tmp_dir / f"{import_id}.{number}.ndjson"
+                    with self.engine.reserve(len(chunk)):
+                        try:
+                            chunk_path.write_bytes(chunk)
+                            inserting = True
+                            ok, bad = self._append_file(target, chunk_path, import_id)
+                            inserting = False
+                        except OSError as e:
+                            if e.errno != errno.ENOSPC:
+                                raise
+                            raise self.engine.storage_full(str(e)) from None
+                        finally:
+                            with contextlib.suppress(OSError):
+                                os.unlink(chunk_path)
+                    successful, quarantined = successful + ok, quarantined + bad
+                    if on_progress:
+                        on_progress(len(chunk))
+        except StorageFullError as e:
+            done = successful + quarantined
+            earlier = f"the {done} rows of its earlier chunks were stored (import id {import_id})" if done else ""
+            if inserting:
+                stored = (
+                    "the disk filled while its rows were inserted, so part of them may be stored (in the datasource "
+                    "or in those its materializations feed)"
+                ) + (f"; {earlier}" if earlier else "")
+            else:
+                stored = earlier or "nothing of it was stored"
+            raise self.engine.storage_full(getattr(e, "detail", e.message), stored) from None
         return AppendResult(target.name, successful, quarantined, import_id)
 
     def _append_file(self, target: Any, path: Path, import_id: str, into: str | None = None) -> tuple[int, int]:

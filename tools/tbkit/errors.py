@@ -110,3 +110,22 @@ class TbCommandError(TbkitError):
     """The `tb` CLI is missing, or a `tb` command failed."""
 
     status = 500
+
+
+class MemoryLimitError(QueryError):
+    """A query needed more memory than its per-query limit and was cancelled (HTTP 400, as Tinybird answers
+    ClickHouse's MEMORY_LIMIT_EXCEEDED)."""
+
+    status = 400
+
+
+class ServerMemoryError(TbkitError):
+    """The server as a whole is at its memory limit; the request may succeed once others finish (HTTP 503)."""
+
+    status = 503
+
+
+class StorageFullError(TbkitError):
+    """The data directory's disk is full: nothing more can be stored until space is freed (HTTP 507)."""
+
+    status = 507

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..engine import Engine
+from ..engine import Engine, MemoryLimits
+from ..errors import ParameterError
 from ..project import load_project
+from ..sizes import format_size, share_of_memory
 from ..stats import request_log
 from ..tokens import user_tokens
 from ..workspaces import Registry, Tenant
@@ -29,6 +31,10 @@ from .jobs import JobLog
 # thread a 50 KB query of 25,000 `+` crashed the process. 64 MiB parses any query under MAX_QUERY_BYTES whose
 # depth ClickHouse accepts (it is address space; only what a parse touches is ever committed).
 PARSER_STACK_BYTES = 64 * 1024 * 1024
+# Default memory limits, in % of the machine's physical memory (or its container's limit): one read, and the
+# whole server (chDB's own default would be 90 %).
+QUERY_MEMORY_PERCENT = 20
+SERVER_MEMORY_PERCENT = 60
 
 
 @dataclass
@@ -44,6 +50,10 @@ class ServerConfig:
     max_upload_bytes: int = 1024 * 1024 * 1024
     max_concurrency: int = 32
     query_timeout: float | None = None
+    # Memory limits in bytes of one read and of the whole server; None: QUERY_MEMORY_PERCENT and
+    # SERVER_MEMORY_PERCENT of physical memory. They bind the engine a Service opens, not an injected one.
+    max_query_memory: int | None = None
+    max_server_memory: int | None = None
     threads: int = 16
     # Tinybird Local's API: None serves it only on a loopback address (its /tokens is unauthenticated).
     local_api: bool | None = None
@@ -51,6 +61,18 @@ class ServerConfig:
     database_prefix: str = ""
     # Serve the project folder again, discarding a deployment made through the API and kept in data_dir.
     reset_deployment: bool = False
+
+    def memory_limits(self) -> MemoryLimits:
+        """The engine's memory limits: reads to max_query_memory, the server to max_server_memory, and each write
+        to the server's limit (a write is never held to a read's limit, so appends go on beside large reads)."""
+        query = self.max_query_memory or share_of_memory(QUERY_MEMORY_PERCENT)
+        server = self.max_server_memory or share_of_memory(SERVER_MEMORY_PERCENT)
+        if query > server:
+            raise ParameterError(
+                f"--max-query-memory ({format_size(query)}) is more than --max-server-memory ({format_size(server)}): "
+                "one query cannot use more memory than the whole server; lower the first or raise the second"
+            )
+        return MemoryLimits(query=query, write=server, server=server)
 
     @property
     def serves_local_api(self) -> bool:
@@ -81,7 +103,7 @@ class Service:
         self.config = config
         project = load_project(config.project_dir)
         self._owns_engine = engine is None
-        self.engine = engine or Engine.open(config.data_dir)
+        self.engine = engine or Engine.open(config.data_dir, memory=config.memory_limits())
         try:
             data_dir = Path(config.data_dir)
             self.registry = Registry.open(
