@@ -366,6 +366,14 @@ def datagen(scale, customers, events_per_customer, random_seed, workers, out, as
     help="Serve the --project folder again, discarding a deployment that `tb deploy` made and the data directory "
     "kept (the data itself is kept).",
 )
+@click.option(
+    "--shutdown-timeout",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="On Ctrl+C or SIGTERM, stop accepting connections and let requests in flight finish for up to this many "
+    "seconds before cutting them (a second signal cuts them at once).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log every request (tokens redacted).")
 def serve(
     project_dir,
@@ -379,6 +387,7 @@ def serve(
     max_server_memory,
     local_api,
     reset_deployment,
+    shutdown_timeout,
     verbose,
 ):
     """Serve the Tinybird HTTP API over the embedded engine.
@@ -410,6 +419,7 @@ def serve(
         max_server_memory=max_server_memory,
         local_api=local_api,
         reset_deployment=reset_deployment,
+        shutdown_timeout=shutdown_timeout,
     )
 
     def ready(service, bound_port):

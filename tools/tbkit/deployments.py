@@ -240,13 +240,13 @@ def _swap(registry: Registry, tenant: Tenant, source: Path, allow_destructive: b
     try:
         project = load_project(current)
         workspace = registry.engine.workspace(tenant.workspace.name, project, tenant.workspace.query_timeout)
-        workspace.build(replace_changed=allow_destructive)
+        workspace.build(replace_changed=allow_destructive, drop_stages=False)  # stages of appends in flight
     except ProjectError as e:
         errors = [_error_entry(e, current)]
         shutil.rmtree(current, ignore_errors=True)
         if had_current:
             previous.rename(current)
-        tenant.workspace.build()  # the previous project, as it was
+        tenant.workspace.build(drop_stages=False)  # the previous project, as it was
         return errors
     shutil.rmtree(previous, ignore_errors=True)
     tenant.go_live(workspace)

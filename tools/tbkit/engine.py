@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import gzip
 import json
 import os
 import queue
 import re
 import shutil
+import sys
 import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import IO, Any, ClassVar
 
 import chdb
 
@@ -65,6 +67,8 @@ _SESSION = (
     "SET insert_null_as_default = 1",
 )
 # What a read-only connection over a shared session (chDB 3.x) runs: one SELECT, WITH ... SELECT or DESCRIBE.
+# The target of a materialized view, in ClickHouse's `create_table_query`.
+_VIEW_TARGET = re.compile(r"CREATE MATERIALIZED VIEW \S+ TO (\S+)")
 _READ_STATEMENT = re.compile(r"^(SELECT|WITH|DESCRIBE)\b")
 
 
@@ -179,10 +183,80 @@ class _ReadOnlyStatements:
         """Nothing to release: the engine closes the shared session."""
 
 
+@contextlib.contextmanager
+def _stderr_kept() -> Iterator[list[str]]:
+    """Keep what the process writes to file descriptor 2 meanwhile (chDB prints there why it cannot start): on
+    an error it is left in the list yielded for the caller to report; otherwise it is written to stderr."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    printed: list[str] = []
+    with tempfile.TemporaryFile() as kept:
+        os.dup2(kept.fileno(), 2)
+        failed = True
+        try:
+            yield printed
+            failed = False
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            kept.seek(0)
+            text = kept.read()
+            if failed:
+                printed.append(text.decode("utf-8", "replace"))
+            elif text:
+                os.write(2, text)
+
+
+# Held (flock) by the process whose engine has the data directory open, and released when it closes.
+DATA_DIR_LOCK = ".tbkit.lock"
+
+
+def claim_data_dir(path: Path) -> IO[str]:
+    """Check that `path` can hold an engine's data, and lock it for this process (closing the handle unlocks).
+
+    TbkitError naming the path when it is a file, cannot be created or written, holds a file where the engine
+    keeps a folder, or another process has it open; nothing in it is changed or deleted then.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise TbkitError(f"the data directory {path} is a file, not a directory: use another --data-dir") from None
+    except OSError as e:
+        raise TbkitError(f"cannot create the data directory {path}: {e.strerror}") from None
+    for name in ("chdb", "tmp"):
+        if (path / name).exists() and not (path / name).is_dir():
+            raise TbkitError(
+                f"{path / name} is a file where the engine keeps a folder: {path} is not a tbkit data directory, "
+                "or it was damaged; move that file away or use another --data-dir (nothing was changed)"
+            )
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise TbkitError(f"the data directory {path} is not writable: fix its permissions or use another --data-dir")
+    try:
+        handle = (path / DATA_DIR_LOCK).open("a+", encoding="utf-8")
+    except OSError as e:
+        raise TbkitError(f"the data directory {path} is not writable ({e.strerror}): use another --data-dir") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise TbkitError(
+            f"the data directory {path} is in use by {holder} (another tbkit serve or tbkit command): chDB "
+            "opens a data directory from one process at a time; stop that one or use another --data-dir"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"process {os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
 class Engine:
     """One chDB instance over a data directory, shared by every workspace of this process."""
 
     _current: ClassVar[Engine | None] = None
+    _claim: IO[str] | None = None  # the data directory's lock, for a directory the caller gave
     _lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, path: Path, owns_path: bool, memory: MemoryLimits | None = None):
@@ -229,10 +303,26 @@ class Engine:
                 engine = cls(Path(tempfile.mkdtemp(prefix="tbkit-")), owns_path=True, memory=memory)
             else:
                 resolved = Path(path).resolve()
-                resolved.mkdir(parents=True, exist_ok=True)
-                engine = cls(resolved, owns_path=False, memory=memory)
-            with engine.connection():  # fail now, not on the first request
-                pass
+                claim = claim_data_dir(resolved)
+                try:
+                    engine = cls(resolved, owns_path=False, memory=memory)
+                except BaseException:
+                    claim.close()
+                    raise
+                engine._claim = claim
+            try:
+                with _stderr_kept() as printed, engine.connection():  # fail now, not on the first request
+                    pass
+            except (RuntimeError, OSError) as e:  # chDB refused its folder: say which file, change nothing
+                engine._release_claim()
+                lines = [line.strip(" .") for line in "".join(printed).splitlines() if line.strip(" .")]
+                detail = (
+                    _CLICKHOUSE_SUFFIX.sub("", lines[-1]) if lines else clickhouse_message(e)[1].strip(" .") or str(e)
+                )
+                raise TbkitError(
+                    f"cannot open the data in {engine.path / 'chdb'}: {detail}. A file there is damaged or not "
+                    "chDB's; nothing was changed or deleted: restore it from a backup or use another --data-dir"
+                ) from None
             cls._current = engine
             return engine
 
@@ -411,6 +501,11 @@ class Engine:
         )
         return [line for line in text.bytes().decode().splitlines() if line]
 
+    def _release_claim(self) -> None:
+        if self._claim is not None:
+            self._claim.close()  # unlocks the data directory
+            self._claim = None
+
     def close(self) -> None:
         """Release this user of the engine; the last one closes every connection (and a temporary directory)."""
         with Engine._lock:
@@ -424,6 +519,7 @@ class Engine:
                 with contextlib.suppress(Exception):
                     conn.close()
             Engine._current = None
+        self._release_claim()
         if self._owns_path:
             shutil.rmtree(self.path, ignore_errors=True)
 
@@ -454,14 +550,18 @@ class Workspace:
         """True when the workspace's database exists."""
         return self.engine.scalar(f"SELECT count() FROM system.databases WHERE name = {ingest.quote(self.name)}") == "1"
 
-    def build(self, replace_changed: bool = False) -> None:
+    def build(self, replace_changed: bool = False, drop_stages: bool = True) -> None:
         """Create the tables and materialized views; keep existing data, refuse incompatible schemas.
 
         With `replace_changed` (a deliberate, destructive deployment), datasources whose columns changed are
-        recreated empty, and tables and views that are no longer in the project are dropped.
+        recreated empty, and tables and views that are no longer in the project are dropped. A view that
+        exists with the same target gets its new query in place, so an append running meanwhile feeds the
+        old query or the new one, never neither. `drop_stages` drops the staging tables interrupted appends
+        left (at start); a deployment on a live server passes False, as those belong to appends in flight.
         """
         self.engine.execute(f"CREATE DATABASE IF NOT EXISTS {ingest.identifier(self.name)}")
-        self._drop_stages()
+        if drop_stages:
+            self._drop_stages()
         existing = self._existing_columns()
         changed = [ds for ds in self.project.datasources.values() if self._columns_differ(ds, existing.get(ds.name))]
         if not replace_changed:
@@ -478,12 +578,32 @@ class Workspace:
         for datasource in self.project.datasources.values():
             self.engine.execute(ddl.create_table(self.name, datasource))
             self.engine.execute(ddl.create_quarantine_table(self.name, datasource))
+        targets = self._view_targets()
         for pipe in self.project.materializations.values():
-            self.engine.execute(f"DROP VIEW IF EXISTS {self._table(ddl.view_name(pipe))}")
+            view = self._table(ddl.view_name(pipe))
             try:
-                self.engine.execute(ddl.create_materialized_view(self.name, self.project, pipe))
+                if targets.get(ddl.view_name(pipe)) == f"{self.name}.{pipe.output_node.datasource}":
+                    select = ddl.materialized_select(self.name, self.project, pipe)
+                    self.engine.execute(f"ALTER TABLE {view} MODIFY QUERY {select}")
+                else:
+                    self.engine.execute(f"DROP VIEW IF EXISTS {view}")
+                    self.engine.execute(ddl.create_materialized_view(self.name, self.project, pipe))
             except QueryError as e:
                 raise ProjectError(str(e), path=str(pipe.path), line=pipe.output_node.line) from None
+
+    def _view_targets(self) -> dict[str, str]:
+        """The target (`database.table`) of every materialized view of the workspace, by view name."""
+        text = self.engine.execute(
+            "SELECT name, create_table_query FROM system.tables "
+            f"WHERE database = {ingest.quote(self.name)} AND engine = 'MaterializedView'"
+        )
+        targets = {}
+        for line in text.bytes().decode().splitlines():
+            name, query_text = line.split("\t", 1)
+            found = _VIEW_TARGET.match(query_text)
+            if found:
+                targets[name] = found.group(1).replace("`", "")
+        return targets
 
     def _drop_stages(self) -> None:
         """Drop staging tables an interrupted append left behind (they only ever hold unacknowledged rows)."""

@@ -61,6 +61,8 @@ class ServerConfig:
     database_prefix: str = ""
     # Serve the project folder again, discarding a deployment made through the API and kept in data_dir.
     reset_deployment: bool = False
+    # On SIGINT or SIGTERM, how long requests in flight may take to finish before their connections are cut.
+    shutdown_timeout: float = 30.0
 
     def memory_limits(self) -> MemoryLimits:
         """The engine's memory limits: reads to max_query_memory, the server to max_server_memory, and each write
