@@ -82,6 +82,11 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_header("Content-Type", "application/json")
         self.set_header("Access-Control-Allow-Origin", "*")
 
+    def flush(self, include_footers: bool = False) -> Any:
+        if self.service.draining:  # shutting down: the client must not send another request on this connection
+            self.set_header("Connection", "close")
+        return super().flush(include_footers)
+
     # -- access ---------------------------------------------------------------------------------------
 
     def token_value(self) -> str | None:

@@ -127,6 +127,7 @@ class Service:
         threading.stack_size(PARSER_STACK_BYTES)  # for the pool's threads, made from here on
         self.executor = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="tbkit")
         self.in_flight = 0
+        self.draining = False  # set when shutting down: answers then say `Connection: close`
         self.jobs = JobLog()
         self._columns: dict[tuple[str, int], dict[str, list[tuple[str, str]]]] = {}
 
