@@ -26,7 +26,7 @@ from typing import Any
 
 import requests
 
-from . import ROOT
+from . import ENDPOINTS, ROOT
 
 WORKS = "works"
 NOT_SUPPORTED = "not supported"
@@ -36,14 +36,6 @@ SKIPPED = "skipped"
 
 # Rows of the matrix run in this order: deploy, loads and reads, tokens, jobs, secrets, destructive writes,
 # build/dev/test, deployments, and last the commands that cannot work here.
-ENDPOINTS = (
-    "cltv_by_location",
-    "cltv_summary",
-    "customer_cltv",
-    "customer_engagement_analysis",
-    "customer_segment_lookup",
-    "customer_segments_summary",
-)
 MATERIALIZATIONS = (
     "customer_cltv_locations",
     "customer_cltv_transactions",

@@ -13,7 +13,7 @@ import pytest
 import requests
 from openapi_spec_validator import validate
 
-from . import ROOT
+from . import ENDPOINTS, ROOT
 from .serving import InProcessServer, ServerProcess
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}  # what curl -d sends
@@ -239,17 +239,7 @@ def test_openapi_document_is_valid_openapi_3(server):
     response = get(server, "/v0/pipes/openapi.json")
     document = response.json()
     validate(document)
-    assert sorted(document["paths"]) == sorted(
-        f"/v0/pipes/{name}.json"
-        for name in (
-            "cltv_by_location",
-            "cltv_summary",
-            "customer_cltv",
-            "customer_engagement_analysis",
-            "customer_segment_lookup",
-            "customer_segments_summary",
-        )
-    )
+    assert sorted(document["paths"]) == sorted(f"/v0/pipes/{name}.json" for name in ENDPOINTS)
     lookup = document["paths"]["/v0/pipes/customer_segment_lookup.json"]["get"]
     customer_id = next(p for p in lookup["parameters"] if p["name"] == "customer_id")
     assert customer_id["required"] is True and customer_id["description"]

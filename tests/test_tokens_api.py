@@ -21,18 +21,10 @@ from tbkit.cli import main as cli
 from tbkit.project import load_project
 from tbkit.tokens import TokenStore
 
-from . import ROOT
+from . import ENDPOINTS, ROOT
 from .serving import InProcessServer
 
 EVENT = '{"event_id":"t1","customer_id":"c","event_type":"login","timestamp":"2025-01-01 00:00:00"}'
-ENDPOINTS = (
-    "cltv_by_location",
-    "cltv_summary",
-    "customer_cltv",
-    "customer_engagement_analysis",
-    "customer_segment_lookup",
-    "customer_segments_summary",
-)
 
 
 def call(server, method: str, path: str, token: str | None = None, **kwargs) -> requests.Response:
