@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import golden, targets
+from . import contracts, golden, targets
+from .contracts import ContractCheck
 from .golden import Case, Response
 from .layout import Layout
 from .project import load_project
@@ -55,6 +56,7 @@ class CheckReport:
     target: str
     results: list[CaseResult] = field(default_factory=list)
     seconds: float = 0.0
+    contracts: ContractCheck | None = None
 
     @property
     def passed(self) -> int:
@@ -68,13 +70,15 @@ class CheckReport:
 
     @property
     def ok(self) -> bool:
-        """True when no case failed."""
-        return self.failed == 0
+        """True when no case failed and every contract change was accepted."""
+        return self.failed == 0 and (self.contracts is None or self.contracts.ok)
 
     def summary(self) -> str:
         """The closing line: `N passed, M failed`."""
         extra = [f"{n} {o}" for o in ("updated", "created") if (n := sum(r.outcome == o for r in self.results))]
         text = f"{self.passed} passed, {self.failed} failed"
+        if self.contracts and (pending := sum(not c.accepted for c in self.contracts.changes)):
+            extra.append(f"{pending} contract change{'s' * (pending > 1)} not accepted")
         return text + (f" ({', '.join(extra)})" if extra else "") + f" in {self.seconds:.2f}s on {self.target}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,6 +89,7 @@ class CheckReport:
             "failed": self.failed,
             "seconds": round(self.seconds, 3),
             "cases": [r.to_dict() for r in self.results],
+            "contracts": None if self.contracts is None else [c.to_dict() for c in self.contracts.changes],
         }
 
 
@@ -173,14 +178,24 @@ def check(
     rel_tol: float = golden.DEFAULT_REL_TOL,
     token: str | None = None,
     seed: bool = False,
+    accept_breaking: bool = False,
     on_result: Callable[[CaseResult], None] | None = None,
     on_message: Callable[[str], object] = lambda message: None,
 ) -> CheckReport:
-    """Load the project and cases, prepare the target (build and seed), and run the selected cases."""
+    """Load the project and cases, prepare the target (build and seed), and run the selected cases.
+
+    On the embedded target, also compare the endpoints' contracts with `fixtures/contracts/` (only the selected
+    cases' endpoints when `endpoint` or `case` narrows the run); `update` writes compatible contract changes,
+    and breaking ones too with `accept_breaking`.
+    """
     project = load_project(layout.project_dir)
     cases = golden.select_cases(golden.load_cases(layout.cases_dir, project), endpoint, case)
     runner = targets.open_target(target, project, layout, token=token, seed=seed, on_message=on_message)
     try:
-        return run_check(cases, runner, layout.golden_dir, update, rel_tol, on_result)
+        report = run_check(cases, runner, layout.golden_dir, update, rel_tol, on_result)
+        if isinstance(runner, targets.EmbeddedTarget):
+            selected = {c.endpoint for c in cases} if endpoint or case else None
+            report.contracts = contracts.check(layout, project, runner.workspace, selected, update, accept_breaking)
+        return report
     finally:
         runner.close()

@@ -178,11 +178,27 @@ def _print_result(result) -> None:
         click.echo(f"    {line}")
 
 
+def _print_contract_changes(check) -> None:
+    """One line per contract change: ✗ breaking, ~ compatible, ↻ written; then how to accept the rest."""
+    for change in check.changes if check else []:
+        mark = MARKS["updated"] if change.accepted else FAIL if change.breaking else "~"
+        click.echo(f"{mark} {change}")
+    pending = [c for c in check.changes if not c.accepted] if check else []
+    if pending:
+        how = "tbkit check --update --accept-breaking" if any(c.breaking for c in pending) else "tbkit check --update"
+        click.echo(f"    contracts differ from fixtures/contracts/: review, then run `{how}` to accept")
+
+
 @main.command()
 @layout_options
 @click.option("--endpoint", help="Only the cases of this endpoint.")
 @click.option("--case", "case_name", help="Only this case (name, or endpoint/name).")
 @click.option("--update", is_flag=True, help="Rewrite golden files from current outputs and report changes.")
+@click.option(
+    "--accept-breaking",
+    is_flag=True,
+    help="With --update, also write contract changes that break consumers (a removed column, a required parameter).",
+)
 @click.option(
     "--target",
     default="embedded",
@@ -194,18 +210,34 @@ def _print_result(result) -> None:
 @click.option("--rel-tol", type=float, default=1e-9, show_default=True, help="Relative tolerance for floats.")
 @click.option("--junit", type=FILE, help="Write a JUnit XML report here.")
 @json_option
-def check(project_dir, fixtures_dir, endpoint, case_name, update, target, token, seed, rel_tol, junit, as_json):
-    """Check every endpoint against its golden files.
+def check(
+    project_dir,
+    fixtures_dir,
+    endpoint,
+    case_name,
+    update,
+    accept_breaking,
+    target,
+    token,
+    seed,
+    rel_tol,
+    junit,
+    as_json,
+):
+    """Check every endpoint against its golden files and its contract.
 
     Builds the project into a fresh embedded workspace, seeds every fixture, runs each case of
     fixtures/cases/<endpoint>.yaml and compares the response with fixtures/golden/<endpoint>/<case>.json
-    as data. Prints one line per case and `N passed, M failed`; exits 1 when a case fails.
+    as data. Prints one line per case and `N passed, M failed`; exits 1 when a case fails. On the embedded
+    target, also compares each endpoint's parameters and columns with fixtures/contracts/<endpoint>.yaml and
+    exits 1 on any change not accepted: --update writes compatible ones, --accept-breaking breaking ones too.
 
     \b
     Examples:
       tbkit check
       tbkit check --endpoint customer_segment_lookup
       tbkit check --update --case new_case_name
+      tbkit check --update --accept-breaking       # accept a renamed column in the contracts
       tbkit check --junit reports/junit.xml
       tbkit check --target local                   # Tinybird Local on TB_LOCAL_HOST:TB_LOCAL_PORT
       tbkit check --target http://localhost:7181 --token $TB_TOKEN --seed
@@ -213,6 +245,8 @@ def check(project_dir, fixtures_dir, endpoint, case_name, update, target, token,
     from .check import check as run
     from .check import write_junit
 
+    if accept_breaking and not update:
+        raise click.UsageError("--accept-breaking only applies with --update")
     report = run(
         Layout.at(project_dir, fixtures_dir),
         target=target,
@@ -222,6 +256,7 @@ def check(project_dir, fixtures_dir, endpoint, case_name, update, target, token,
         rel_tol=rel_tol,
         token=token,
         seed=seed,
+        accept_breaking=accept_breaking,
         on_result=None if as_json else _print_result,
         on_message=lambda message: click.echo(f"» {message}", err=True),
     )
@@ -230,6 +265,7 @@ def check(project_dir, fixtures_dir, endpoint, case_name, update, target, token,
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
+        _print_contract_changes(report.contracts)
         click.echo(("" if report.ok else "\n") + report.summary())
     sys.exit(0 if report.ok else 1)
 
