@@ -272,6 +272,53 @@ def check(
 
 @main.command()
 @layout_options
+@click.option(
+    "--target",
+    default="embedded",
+    show_default=True,
+    help="embedded (a fresh workspace seeded with the fixtures), or a Tinybird API URL audited as it is.",
+)
+@click.option("--token", envvar="TB_TOKEN", help="Token for a URL target (default: $TB_TOKEN).")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=10, show_default=True, help="Differing keys shown per target."
+)
+@json_option
+def audit(project_dir, fixtures_dir, target, token, limit, as_json):
+    """Check that every materialized datasource holds what its materializations make of their sources.
+
+    For each target of the materializations (TYPE MATERIALIZED), recomputes it from its sources with the
+    SELECTs of every materialization that feeds it, merges it as the target's engine does (aggregate
+    functions, latest version) and compares it with the target, key by key of its sorting key. Prints one
+    line per target and the differing keys with both values; exits 1 on a difference.
+
+    \b
+    Examples:
+      tbkit audit
+      tbkit audit --json
+      tbkit audit --target http://localhost:7181 --token $TB_TOKEN
+    """
+    from .audit import run_audit
+
+    report = run_audit(Layout.at(project_dir, fixtures_dir), target=target, token=token, limit=limit)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        for result in report.targets:
+            mark = OK if result.ok else FAIL
+            feeders = ", ".join(result.materializations)
+            click.echo(f"{mark} {result.target:<32} {result.rows_compared:>10,} rows compared  ({feeders})")
+            if not result.ok:
+                click.echo(f"    {result.differing:,} differing keys (expected: from the sources; actual: stored)")
+            for difference in result.differences:
+                key = ", ".join(f"{name}={value!r}" for name, value in difference.key.items())
+                click.echo(f"    {key}")
+                click.echo(f"      expected: {json.dumps(difference.expected, default=str)}")
+                click.echo(f"      actual:   {json.dumps(difference.actual, default=str)}")
+    sys.exit(0 if report.ok else 1)
+
+
+@main.command()
+@layout_options
 @data_dir_option
 @click.option("--workspace", default="main", show_default=True, help="Workspace inside the data directory.")
 @click.option("--datasource", help="Append every FILE to this datasource (default: named by the file).")

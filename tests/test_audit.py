@@ -1,0 +1,148 @@
+"""`tbkit audit`: every materialized datasource against what its materializations make of their sources."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tbkit import audit, targets
+from tbkit.cli import main
+from tbkit.engine import Engine, Workspace
+from tbkit.layout import Layout
+from tbkit.project import Project
+
+from .conftest import LANDING
+
+# Keys after the merge of each target on the fixtures: customers (41 with transactions or demographics, 37
+# with events, 39 with a record) and the (customer, second) keys of the events.
+FIXTURE_KEYS = {
+    "customer_cltv_mv": 41,
+    "customer_engagement_mv": 37,
+    "customer_events_by_customer_mv": 246,
+    "customers_latest_mv": 39,
+}
+
+
+@pytest.fixture
+def fresh(engine: Engine, project: Project, layout: Layout, workspace: Workspace) -> Iterator[Workspace]:
+    """An empty workspace of this test's own, seeded with the fixtures (so appends to it stay in this test)."""
+    for name in LANDING:
+        workspace.append(name, layout.fixtures_dir / f"{name}.ndjson")
+    yield workspace
+
+
+def test_every_target_and_its_materializations_are_audited(project):
+    assert {target: [p.name for p in pipes] for target, pipes in audit.feeders(project).items()} == {
+        "customer_cltv_mv": ["customer_cltv_locations", "customer_cltv_transactions"],
+        "customer_engagement_mv": ["customer_engagement"],
+        "customer_events_by_customer_mv": ["customer_events_by_customer"],
+        "customers_latest_mv": ["customers_latest"],
+    }
+
+
+def test_the_seeded_fixtures_pass_with_every_key_compared(seeded):
+    report = audit.audit(seeded)
+    assert report.ok
+    assert {t.target: (t.ok, t.rows_compared, t.expected_rows, t.actual_rows) for t in report.targets} == {
+        name: (True, keys, keys, keys) for name, keys in FIXTURE_KEYS.items()
+    }
+
+
+def test_a_stray_row_in_a_target_fed_by_two_materializations_is_named_with_both_values(fresh):
+    fresh.append("customer_cltv_mv", b'{"customer_id": "cust_001", "cltv": 5.5, "transactions": 1}\n')
+    report = audit.audit(fresh)
+    assert not report.ok
+    cltv = next(t for t in report.targets if t.target == "customer_cltv_mv")
+    assert (cltv.ok, cltv.rows_compared, cltv.differing) == (False, 41, 1)
+    [difference] = cltv.differences
+    assert difference.key == {"customer_id": "cust_001"}
+    common = {
+        "first_transaction_at": "2024-06-09 21:35:00",
+        "last_transaction_at": "2024-10-27 17:26:00",
+        "location": "New York",
+    }
+    assert difference.expected == {"cltv": pytest.approx(684.12), "transactions": 3, **common}
+    assert difference.actual == {"cltv": pytest.approx(689.62), "transactions": 4, **common}
+    assert [t.target for t in report.targets if not t.ok] == ["customer_cltv_mv"]
+
+
+def test_a_key_only_in_the_target_and_a_newer_version_are_found(fresh):
+    fresh.append(
+        "customers_latest_mv",
+        b'{"customer_id": "cust_001", "name": "Someone else", "email": "x@example.com", "age": 40, '
+        b'"gender": "female", "location": "Paris", "signup_date": "2024-05-27 09:15:00", "lifetime_value": 1, '
+        b'"updated_at": "2030-01-01 00:00:00"}\n',
+    )
+    fresh.append(
+        "customer_events_by_customer_mv",
+        b'{"customer_id": "nobody", "timestamp": "2025-01-01 00:00:00", "event_type": "view", "event_value": 2}\n',
+    )
+    report = {t.target: t for t in audit.audit(fresh).targets}
+    latest = report["customers_latest_mv"]
+    [changed] = latest.differences
+    assert changed.key == {"customer_id": "cust_001"}
+    assert (changed.expected["name"], changed.expected["updated_at"]) == ("Customer 001", "2025-06-01 10:00:00")
+    assert (changed.actual["name"], changed.actual["updated_at"]) == ("Someone else", "2030-01-01 00:00:00")
+    events = report["customer_events_by_customer_mv"]
+    assert (events.rows_compared, events.expected_rows, events.actual_rows) == (247, 246, 247)
+    [extra] = events.differences
+    assert extra.key == {"customer_id": "nobody", "timestamp": "2025-01-01 00:00:00"}
+    assert (extra.expected, extra.actual) == (None, {"rows": 1, "values": [["view", 2]]})
+
+
+def test_the_cli_passes_on_the_fixtures():
+    result = CliRunner().invoke(main, ["audit"])
+    assert result.exit_code == 0, result.output
+    assert "✓ customer_cltv_mv" in result.output
+    assert "41 rows compared  (customer_cltv_locations, customer_cltv_transactions)" in result.output
+    assert "246 rows compared" in result.output
+
+
+def test_the_cli_exits_1_and_prints_the_differing_key(monkeypatch):
+    prepare = targets.EmbeddedTarget.prepare
+
+    def prepare_then_stray(self, fixtures_dir: Path):
+        results = prepare(self, fixtures_dir)
+        stray = (
+            b'{"customer_id": "cust_001", "events": 1, "event_types": ["view"], "event_value": 0, '
+            b'"first_event_at": "2025-01-01 00:00:00", "last_event_at": "2025-01-01 00:00:00"}\n'
+        )
+        assert self.workspace.append("customer_engagement_mv", stray).successful_rows == 1
+        return results
+
+    monkeypatch.setattr(targets.EmbeddedTarget, "prepare", prepare_then_stray)
+    result = CliRunner().invoke(main, ["audit"])
+    assert result.exit_code == 1, result.output
+    assert "✗ customer_engagement_mv" in result.output
+    assert "customer_id='cust_001'" in result.output
+    assert "✓ customer_cltv_mv" in result.output
+    as_json = CliRunner().invoke(main, ["audit", "--json"])
+    assert as_json.exit_code == 1
+    [engagement] = [t for t in json.loads(as_json.output)["targets"] if not t["ok"]]
+    [difference] = engagement["differences"]
+    assert difference["key"] == {"customer_id": "cust_001"}
+    assert difference["actual"]["events"] == difference["expected"]["events"] + 1
+
+
+def test_the_same_audit_runs_over_a_tinybird_api(start_server, layout):
+    from tbkit.client import TinybirdClient
+
+    server = start_server()
+    client = TinybirdClient(server.url, server.token)
+    for name in LANDING:
+        client.append_ndjson(name, layout.fixtures_dir / f"{name}.ndjson")
+    passed = CliRunner().invoke(main, ["audit", "--target", server.url, "--token", server.token])
+    assert passed.exit_code == 0, passed.output
+    assert "41 rows compared" in passed.output
+    client.append_ndjson("customer_cltv_mv", b'{"customer_id": "cust_001", "cltv": 5.5, "transactions": 1}\n')
+    failed = CliRunner().invoke(main, ["audit", "--target", server.url, "--token", server.token, "--json"])
+    assert failed.exit_code == 1, failed.output
+    [cltv] = [t for t in json.loads(failed.output)["targets"] if not t["ok"]]
+    assert cltv["target"] == "customer_cltv_mv"
+    assert [(d["key"], d["expected"]["transactions"], d["actual"]["transactions"]) for d in cltv["differences"]] == [
+        ({"customer_id": "cust_001"}, 3, 4)
+    ]
