@@ -90,6 +90,9 @@ data_dir_option = click.option(
     help="Data directory of the served/embedded workspace (kept across restarts).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of text.")
+markdown_option = click.option(
+    "--markdown", "markdown_path", type=FILE, help="Also write the report as a markdown table to this file."
+)
 random_seed_option = click.option(
     "--random-seed",
     "random_seed",
@@ -583,7 +586,7 @@ def deploy(project_dir, target, check_only, allow_destructive_operations):
 )
 @project_option
 @click.option("--out", type=FILE, help="JSON result (default: result-<scale>.json in --work-dir).")
-@click.option("--markdown", "markdown_path", type=FILE, help="Also write the markdown table to this file.")
+@markdown_option
 def bench(scale, customers, target, calls, random_seed, no_peer, work_dir, project_dir, out, markdown_path):
     """Measure ingestion and endpoint latency at a scale, beside DuckDB on the same data.
 
@@ -632,6 +635,37 @@ def lint(project_dir):
     if problems:
         raise click.ClickException(f"{len(problems)} problem(s) found")
     click.echo(f"{OK} {project_dir}: every datafile parses, validates and is formatted")
+
+
+@main.command()
+@click.option("--base", required=True, help="Git revision to compare the working tree with, e.g. origin/main.")
+@layout_options
+@markdown_option
+@click.option(
+    "--allow-breaking",
+    is_flag=True,
+    help="Exit 0 even on a breaking contract change or a destructive datasource change.",
+)
+def diff(base, project_dir, fixtures_dir, markdown_path, allow_breaking):
+    """Compare the project at a git revision with the working tree.
+
+    Lists endpoints added or removed, each endpoint's parameter and column changes (breaking or not),
+    datasource schema changes (a removed or retyped column, a new engine or sorting key are destructive),
+    materializations added, removed or changed, and golden files that differ. Exits 1 on a breaking or
+    destructive change unless --allow-breaking.
+
+    \b
+    Examples:
+      tbkit diff --base origin/main
+      tbkit diff --base HEAD~1 --markdown diff.md --allow-breaking
+    """
+    from .diff import diff as run
+
+    report = run(None, project_dir, fixtures_dir, base)
+    click.echo(report.text(), nl=False)
+    if markdown_path:
+        markdown_path.write_text(report.markdown(), encoding="utf-8")
+    sys.exit(1 if report.breaking and not allow_breaking else 0)
 
 
 if __name__ == "__main__":
