@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -9,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import contracts, golden, targets
+from . import assertions, contracts, golden, targets
+from .assertions import AssertionResult
 from .contracts import ContractCheck
 from .golden import Case, Response
 from .layout import Layout
@@ -57,6 +60,7 @@ class CheckReport:
     results: list[CaseResult] = field(default_factory=list)
     seconds: float = 0.0
     contracts: ContractCheck | None = None
+    assertions: list[AssertionResult] = field(default_factory=list)
 
     @property
     def passed(self) -> int:
@@ -70,8 +74,8 @@ class CheckReport:
 
     @property
     def ok(self) -> bool:
-        """True when no case failed and every contract change was accepted."""
-        return self.failed == 0 and (self.contracts is None or self.contracts.ok)
+        """True when no case or assertion failed and every contract change was accepted."""
+        return self.failed == 0 and (self.contracts is None or self.contracts.ok) and all(a.ok for a in self.assertions)
 
     def summary(self) -> str:
         """The closing line: `N passed, M failed`."""
@@ -79,6 +83,8 @@ class CheckReport:
         text = f"{self.passed} passed, {self.failed} failed"
         if self.contracts and (pending := sum(not c.accepted for c in self.contracts.changes)):
             extra.append(f"{pending} contract change{'s' * (pending > 1)} not accepted")
+        if failing := sum(not a.ok for a in self.assertions):
+            extra.append(f"{failing} assertion{'s' * (failing > 1)} failed")
         return text + (f" ({', '.join(extra)})" if extra else "") + f" in {self.seconds:.2f}s on {self.target}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,6 +96,7 @@ class CheckReport:
             "seconds": round(self.seconds, 3),
             "cases": [r.to_dict() for r in self.results],
             "contracts": None if self.contracts is None else [c.to_dict() for c in self.contracts.changes],
+            "assertions": [a.to_dict() for a in self.assertions],
         }
 
 
@@ -135,6 +142,45 @@ def run_check(
             on_result(result)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def _relative(path: Path, root: Path) -> str:
+    return Path(os.path.relpath(path.resolve(), root.resolve())).as_posix()
+
+
+def github_annotations(report: CheckReport, golden_dir: Path, root: Path) -> list[str]:
+    """GitHub Actions `::error` workflow commands: one per failing case, on its golden file, with its first
+    difference; one per failing assertion, on the file that declares it. Paths are relative to `root` (the
+    checkout); data is escaped as GitHub requires (`%`, CR, LF), properties also `:` and `,`.
+    """
+    commands = []
+    for result in report.results:
+        if not result.ok:
+            file = _relative(result.case.golden_path(golden_dir), root)
+            message = result.differences[0] if result.differences else "failed"
+            commands.append(
+                f"::error file={_escape_property(file)},title={_escape_property(result.case.id)}::"
+                f"{_escape_data(message)}"
+            )
+    for outcome in report.assertions:
+        if not outcome.ok:
+            file = _relative(outcome.assertion.path, root)
+            message = outcome.headline()
+            if outcome.rows:
+                message += "\n" + "\n".join(json.dumps(row, default=str) for row in outcome.rows)
+            title = f"assertion {outcome.assertion.name}"
+            commands.append(
+                f"::error file={_escape_property(file)},title={_escape_property(title)}::{_escape_data(message)}"
+            )
+    return commands
 
 
 def write_junit(report: CheckReport, path: Path) -> None:
@@ -186,7 +232,8 @@ def check(
 
     On the embedded target, also compare the endpoints' contracts with `fixtures/contracts/` (only the selected
     cases' endpoints when `endpoint` or `case` narrows the run); `update` writes compatible contract changes,
-    and breaking ones too with `accept_breaking`.
+    and breaking ones too with `accept_breaking`. Unless the run is narrowed, also run the data-quality
+    assertions of `fixtures/assertions.yaml` on the target (embedded, or over HTTP through `/v0/sql`).
     """
     project = load_project(layout.project_dir)
     cases = golden.select_cases(golden.load_cases(layout.cases_dir, project), endpoint, case)
@@ -196,6 +243,13 @@ def check(
         if isinstance(runner, targets.EmbeddedTarget):
             selected = {c.endpoint for c in cases} if endpoint or case else None
             report.contracts = contracts.check(layout, project, runner.workspace, selected, update, accept_breaking)
+        if not (endpoint or case):
+            if isinstance(runner, targets.EmbeddedTarget):
+                workspace = runner.workspace
+                run_sql: assertions.RunSql = lambda sql: json.loads(workspace.sql(sql))  # noqa: E731
+            else:
+                run_sql = runner.client.sql
+            report.assertions = assertions.run(assertions.load(layout.fixtures_dir / assertions.FILE_NAME), run_sql)
         return report
     finally:
         runner.close()

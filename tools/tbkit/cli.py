@@ -192,6 +192,14 @@ def _print_contract_changes(check) -> None:
         click.echo(f"    contracts differ from fixtures/contracts/: review, then run `{how}` to accept")
 
 
+def _print_assertions(results) -> None:
+    """`✓ assertion <name>`, or `✗ assertion <name>: N offending rows` and the first rows, one per line."""
+    for result in results:
+        click.echo(f"{OK if result.ok else FAIL} {result.headline()}")
+        for row in result.rows:
+            click.echo(f"    {json.dumps(row, default=str)}")
+
+
 @main.command()
 @layout_options
 @click.option("--endpoint", help="Only the cases of this endpoint.")
@@ -234,6 +242,9 @@ def check(
     as data. Prints one line per case and `N passed, M failed`; exits 1 when a case fails. On the embedded
     target, also compares each endpoint's parameters and columns with fixtures/contracts/<endpoint>.yaml and
     exits 1 on any change not accepted: --update writes compatible ones, --accept-breaking breaking ones too.
+    Unless --endpoint or --case narrows the run, also runs the data-quality assertions of
+    fixtures/assertions.yaml (SQL that must return no rows) and exits 1 when one returns rows. Under GitHub
+    Actions (GITHUB_ACTIONS=true), each failure is also an `::error` annotation on its golden or assertions file.
 
     \b
     Examples:
@@ -245,8 +256,10 @@ def check(
       tbkit check --target local                   # Tinybird Local on TB_LOCAL_HOST:TB_LOCAL_PORT
       tbkit check --target http://localhost:7181 --token $TB_TOKEN --seed
     """
+    import os
+
     from .check import check as run
-    from .check import write_junit
+    from .check import github_annotations, write_junit
 
     if accept_breaking and not update:
         raise click.UsageError("--accept-breaking only applies with --update")
@@ -269,7 +282,12 @@ def check(
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
         _print_contract_changes(report.contracts)
+        _print_assertions(report.assertions)
         click.echo(("" if report.ok else "\n") + report.summary())
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        root = Path(os.environ.get("GITHUB_WORKSPACE") or ".")
+        for command in github_annotations(report, Layout.at(project_dir, fixtures_dir).golden_dir, root):
+            click.echo(command, err=as_json)  # stderr beside --json, which owns stdout
     sys.exit(0 if report.ok else 1)
 
 
