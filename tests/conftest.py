@@ -19,6 +19,7 @@ from tbkit.layout import Layout
 from tbkit.project import Project, load_project
 
 from . import ROOT
+from .repo_copy import copy_project
 from .serving import ADMIN_TOKEN, InProcessServer
 
 AS_OF = "2025-07-01 12:00:00"
@@ -82,3 +83,13 @@ def start_server(engine: Engine, tmp_path: Path) -> Iterator[Callable[..., InPro
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch) -> Path:
+    """A copy of the repository's project and fixtures, as the current folder (outside GitHub Actions)."""
+    copy_project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    monkeypatch.delenv("GITHUB_WORKSPACE", raising=False)
+    return tmp_path

@@ -3,34 +3,16 @@
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from tbkit import assertions
-from tbkit.cli import main
 
 from . import ROOT
+from .repo_copy import run
 
 DECLARED = assertions.load(ROOT / "fixtures" / assertions.FILE_NAME)
 NAMES = {a.name for a in DECLARED}
-
-
-@pytest.fixture
-def repo(tmp_path: Path, monkeypatch) -> Path:
-    """A copy of the repository's project and fixtures, as the current folder."""
-    shutil.copytree(ROOT / "tinybird", tmp_path / "tinybird", symlinks=True, ignore=shutil.ignore_patterns("tests"))
-    shutil.copytree(ROOT / "fixtures", tmp_path / "fixtures")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
-    monkeypatch.delenv("GITHUB_WORKSPACE", raising=False)
-    return tmp_path
-
-
-def run(*args: str):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 def test_the_declared_assertions_include_the_three_rules():

@@ -6,11 +6,9 @@ And the command line's own consistency: help on every option, one meaning per op
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import click
 import pytest
@@ -19,26 +17,7 @@ from click.testing import CliRunner
 
 from tbkit.cli import main
 
-from . import ROOT
-
-
-@pytest.fixture
-def repo(tmp_path: Path, monkeypatch) -> Path:
-    """A copy of the repository's project and fixtures, as the current folder."""
-    shutil.copytree(ROOT / "tinybird", tmp_path / "tinybird", symlinks=True, ignore=shutil.ignore_patterns("tests"))
-    shutil.copytree(ROOT / "fixtures", tmp_path / "fixtures")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-def run(*args: str):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text
-    path.write_text(text.replace(old, new))
+from .repo_copy import edit, run
 
 
 def test_check_passes_every_case_and_prints_a_summary(repo):

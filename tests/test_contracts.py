@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 import yaml
@@ -14,6 +13,7 @@ from tbkit.cli import main
 from tbkit.contracts import Contract, Param
 
 from . import ENDPOINTS, ROOT
+from .repo_copy import edit, run
 
 
 def test_derive_gives_every_endpoint_with_its_parameters_and_columns(project, workspace, layout):
@@ -124,25 +124,6 @@ def test_contracts_are_written_in_a_stable_reviewable_form(tmp_path):
 
 
 # -- end to end: `tbkit check` on a copy of the repository ----------------------------------------------
-
-
-@pytest.fixture
-def repo(tmp_path: Path, monkeypatch) -> Path:
-    """A copy of the repository's project and fixtures (contracts included), as the current folder."""
-    shutil.copytree(ROOT / "tinybird", tmp_path / "tinybird", symlinks=True, ignore=shutil.ignore_patterns("tests"))
-    shutil.copytree(ROOT / "fixtures", tmp_path / "fixtures")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-def run(*args: str):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text
-    path.write_text(text.replace(old, new))
 
 
 def test_a_renamed_column_is_breaking_and_needs_accept_breaking(repo):

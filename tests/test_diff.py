@@ -13,6 +13,7 @@ from tbkit.cli import main
 from tbkit.diff import diff
 
 from . import ROOT
+from .repo_copy import edit
 
 DEMOGRAPHICS = "tinybird/datasources/customer_demographics.datasource"
 CLTV = "tinybird/endpoints/customer_cltv.pipe"
@@ -25,12 +26,6 @@ def git(repo: Path, *args: str) -> str:
 def commit(repo: Path, message: str) -> None:
     git(repo, "add", "-A")
     git(repo, "-c", "user.name=tbkit", "-c", "user.email=tbkit@example.com", "commit", "-q", "-m", message)
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text
-    path.write_text(text.replace(old, new))
 
 
 @pytest.fixture

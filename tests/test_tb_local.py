@@ -22,6 +22,7 @@ from tbkit.cli import main
 from tbkit.errors import TbCommandError
 
 from . import ROOT
+from .repo_copy import edit
 from .serving import ServerProcess, free_port
 
 pytestmark = pytest.mark.slow
@@ -202,12 +203,6 @@ def append_transactions(server, repo: Path) -> None:
         data=(repo / "fixtures" / "customer_transactions.ndjson").read_bytes(),
         timeout=60,
     ).raise_for_status()
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new))
 
 
 def cd_tb_steps() -> list[tuple[str, str, str]]:
