@@ -915,10 +915,15 @@ class Workspace:
 
     def query_endpoint(self, name: str, params: dict[str, Any], fmt: str = "json") -> bytes:
         """Run an endpoint and return the response body in Tinybird's format (json, csv, ndjson)."""
+        return self.call_endpoint(name, params, fmt)[0]
+
+    def call_endpoint(self, name: str, params: dict[str, Any], fmt: str = "json") -> tuple[bytes, int, int]:
+        """Run an endpoint: the response body, and the rows and bytes its query read from tables."""
         if fmt not in _FORMATS:
             raise NotFoundError(f"unknown format '.{fmt}': use one of {', '.join('.' + f for f in _FORMATS)}")
-        sql = self.endpoint_sql(name, params)
-        return self._read(sql, _FORMATS[fmt]).bytes()
+        result = self._read(self.endpoint_sql(name, params), _FORMATS[fmt])
+        # storage_*: what the query read from tables, as Tinybird's statistics (rows_read() counts the result's rows)
+        return result.bytes(), result.storage_rows_read(), result.storage_bytes_read()
 
     def endpoint_columns(self, name: str) -> list[tuple[str, str]]:
         """The (name, type) of every column an endpoint returns, without running it."""

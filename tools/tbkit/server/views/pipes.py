@@ -17,7 +17,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 from ... import openapi, stats
-from ...engine import Workspace
 from ...errors import NotFoundError, ParameterError
 from ...project import Node, Pipe
 from ...tokens import READ
@@ -25,11 +24,7 @@ from ...workspaces import Tenant
 from ..base import BaseHandler, redact
 
 # Output format of an endpoint call: its content type and the engine's output format.
-FORMATS = {
-    "json": ("application/json", "JSON"),
-    "csv": ("text/csv; charset=utf-8", "CSVWithNames"),
-    "ndjson": ("application/x-ndjson", "JSONEachRow"),
-}
+FORMATS = {"json": "application/json", "csv": "text/csv; charset=utf-8", "ndjson": "application/x-ndjson"}
 PIPE_ATTRS = ("id", "name", "description", "type", "endpoint", "url", "created_at", "updated_at", "parent", "nodes")
 NODE_ATTRS = (
     "id",
@@ -221,14 +216,6 @@ class ExampleQueryHandler(BaseHandler):
         self.finish(f"{self.request.protocol}://{self.request.host}/v0/pipes/{name}.{fmt}?{query}")
 
 
-def run_endpoint(workspace: Workspace, name: str, params: dict[str, str], fmt: str) -> tuple[bytes, int, int]:
-    """An endpoint's response body, and the rows and bytes its query read (for the request statistics)."""
-    sql = workspace.endpoint_sql(name, params)
-    result = workspace.engine.execute(sql, FORMATS[fmt][1], readonly=True, timeout=workspace.query_timeout)
-    # storage_*: what the query read from tables, as Tinybird's statistics (rows_read() counts the result's rows)
-    return result.bytes(), result.storage_rows_read(), result.storage_bytes_read()
-
-
 def result_rows(body: bytes, fmt: str) -> int:
     """Rows in a response body: JSON says it at its end; CSV has a header line; NDJSON a line per row."""
     if fmt == "json":
@@ -269,9 +256,9 @@ class EndpointHandler(BaseHandler):
         tenant = self.require(READ, name)
         tenant.project.endpoint(name)
         self._call = (tenant, name, params)
-        body, rows_read, bytes_read = await self.service.run(run_endpoint, tenant.workspace, name, params, fmt)
+        body, rows_read, bytes_read = await self.service.run(tenant.workspace.call_endpoint, name, params, fmt)
         self._read = (rows_read, bytes_read, result_rows(body, fmt))
-        self.set_header("Content-Type", FORMATS[fmt][0])
+        self.set_header("Content-Type", FORMATS[fmt])
         self.finish(body)
 
     def on_finish(self) -> None:
