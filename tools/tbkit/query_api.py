@@ -35,14 +35,6 @@ _NOT_CODE = re.compile(
     r"""'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*"|`(?:[^`\\]|\\.|``)*`|--[^\n]*|/\*.*?\*/""",
     re.S,
 )
-# A reference to a service datasource (`tinybird.pipe_stats`, `tinybird`.`pipe_stats_rt`, ...) outside string
-# literals and comments, which are matched first and kept as they are.
-_SERVICE_REFERENCE = re.compile(
-    r"""('(?:[^'\\]|\\.|'')*'|--[^\n]*|/\*.*?\*/)"""
-    r"""|(?:`tinybird`|"tinybird"|\btinybird)\s*\.\s*(?:`(pipe_stats(?:_rt)?)`|"(pipe_stats(?:_rt)?)"|(pipe_stats(?:_rt)?)\b)""",
-    re.S,
-)
-_SERVICE_PLACEHOLDER = "__service__"
 
 
 @dataclass(frozen=True)
@@ -127,7 +119,6 @@ def render(
     final SQL (Tinybird's formatting of it, so no comment or spacing can hide the clause from the check).
     """
     replacements = query.table_replacements(project, database)
-    statement = plan.statement
     for name in plan.nodes:
         pipe = project.pipes[plan.pipeline or ""]
         replacements[name] = ("", f"({query.render_pipe(project, pipe, params, database, node=name, secrets=secrets)})")
@@ -138,25 +129,10 @@ def render(
         if pipe is not None:
             replacements[name] = ("", f"({query.render_pipe(project, pipe, params, database, secrets=secrets)})")
         elif name in stats.SERVICE_DATASOURCES:
-            table = _SERVICE_PLACEHOLDER + name.split(".", 1)[1]
-            replacements[table] = ("", f"({stats.subquery(name, database)})")
-    if any(name in stats.SERVICE_DATASOURCES for name in plan.resources):
-        statement = _unqualify_service_datasources(statement)
+            replacements[name] = ("", f"({stats.subquery(name, database)})")
     try:
-        sql = tinybird_adapter.replace_tables(statement, replacements, check_functions=True)
+        sql = tinybird_adapter.replace_tables(plan.statement, replacements, check_functions=True)
     except SqlParseError as e:
         raise SqlParseError(f"[Error] {e}") from None
     _refuse_into_outfile(sql)
     return sql
-
-
-def _unqualify_service_datasources(statement: str) -> str:
-    """`tinybird.pipe_stats` -> `__service__pipe_stats`, a name the table replacement can map (it maps names
-    without a database); string literals and comments are left as they are."""
-
-    def replace(match: re.Match) -> str:
-        if match.group(1) is not None:
-            return match.group(1)
-        return _SERVICE_PLACEHOLDER + next(g for g in match.groups()[1:] if g)
-
-    return _SERVICE_REFERENCE.sub(replace, statement)

@@ -187,11 +187,12 @@ def refuse_disabled_table_functions(functions: list[str]) -> None:
 
 
 def replace_tables(sql: str, replacements: dict[str, tuple[str, str]], check_functions: bool = False) -> str:
-    """Rewrite table references: each name maps to (database, table) or ("", "(subquery)").
+    """Rewrite table references: each name (`table`, or `database.table`) maps to (database, table) or
+    ("", "(subquery)").
 
     SQL that Tinybird's parser refuses (in `sql` or in a subquery) raises SqlParseError.
     """
-    mapping = {("", name): target for name, target in replacements.items()}
+    mapping = {(*name.split(".", 1),) if "." in name else ("", name): target for name, target in replacements.items()}
     try:
         return sql_toolset.replace_tables(sql, mapping, default_database="", check_functions=check_functions)
     except ValueError as e:  # see _tables: every failure of sql_toolset is a ValueError
