@@ -911,7 +911,8 @@ class Workspace:
     def endpoint_sql(self, name: str, params: dict[str, Any]) -> str:
         """The SELECT that answers endpoint `name` for `params`."""
         pipe = self.project.endpoint(name)
-        return query.render_pipe(self.project, pipe, params, self.name, secrets=self.secrets())
+        secrets = self.secrets() if self.project.reads_secrets else None  # no file read per call otherwise
+        return query.render_pipe(self.project, pipe, params, self.name, secrets=secrets)
 
     def query_endpoint(self, name: str, params: dict[str, Any], fmt: str = "json") -> bytes:
         """Run an endpoint and return the response body in Tinybird's format (json, csv, ndjson)."""
@@ -942,5 +943,6 @@ class Workspace:
 
     def run_query(self, plan: query_api.QueryPlan, params: dict[str, Any] | None = None) -> bytes:
         """Run a Query API query that `query_api.plan` allowed, read-only, and return the response body."""
-        sql = query_api.render(plan, self.project, self.name, params or {}, self.secrets())
+        secrets = self.secrets() if self.project.reads_secrets else None
+        sql = query_api.render(plan, self.project, self.name, params or {}, secrets)
         return self._read(sql, plan.fmt).bytes()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import textwrap
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +169,12 @@ class Project:
     root: Path
     datasources: dict[str, Datasource]
     pipes: dict[str, Pipe]
+
+    @cached_property
+    def reads_secrets(self) -> bool:
+        """True when a template calls tb_secret() or tb_var(): only then does rendering need the secrets."""
+        templates = (node.template for pipe in self.pipes.values() for node in pipe.nodes if node.is_template)
+        return any("tb_secret" in text or "tb_var" in text for text in templates)
 
     @property
     def endpoints(self) -> dict[str, Pipe]:
