@@ -24,6 +24,7 @@ from .local import tokens as local_tokens
 from .local import workspaces as local_workspaces
 from .service import ServerConfig, Service
 from .views import connectors, datasources, deployments, events, health, jobs, pipes, sql, tokens, variables, workspace
+from .views.checks import ChecksHandler
 
 TEMPLATES = Path(__file__).parent / "templates"
 log = logging.getLogger("tbkit.server")
@@ -77,6 +78,8 @@ def routes(local_api: bool) -> list[tuple[str, type]]:
         (r"/v1/deployments", deployments.DeploymentsHandler),
         (r"/v1/deployments/([^/]+)", deployments.DeploymentHandler),
         (r"/v1/deployments/([^/]+)/set-live", deployments.SetLiveHandler),
+        # the golden cases' state under `tbkit dev`
+        (r"/v0/tbkit/checks", ChecksHandler),
     ]
     # Tinybird Local's own paths: its unauthenticated /tokens, and the user's workspaces.
     local: list[tuple[str, type]] = [

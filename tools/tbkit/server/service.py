@@ -129,6 +129,9 @@ class Service:
         self.in_flight = 0
         self.draining = False  # set when shutting down: answers then say `Connection: close`
         self.jobs = JobLog()
+        # The golden cases' state under `tbkit dev` (an object with a thread-safe `snapshot()` dict, read by
+        # GET /v0/tbkit/checks); None under `tbkit serve`.
+        self.checks: Any = None
         self._columns: dict[tuple[str, int], dict[str, list[tuple[str, str]]]] = {}
 
     @property
