@@ -6,9 +6,25 @@ of the project); one test runs the real `tbkit dev` process, because the process
 
 from __future__ import annotations
 
+import itertools
+import os
+from pathlib import Path
+
+import pytest
 import requests
 
-from tbkit.dev import ChecksState
+from tbkit.dev import ChecksState, DevLoop, attach
+from tbkit.layout import Layout
+from tbkit.server import ServerConfig, Service
+from tbkit.server.thread import BackgroundServer
+
+from .repo_copy import edit
+from .serving import ADMIN_TOKEN
+
+_names = itertools.count()
+CLTV_PIPE = Path("tinybird/endpoints/cltv_summary.pipe")
+REVENUE = "round(sum(customer_cltv), 2) AS total_revenue"
+DOUBLED = "round(sum(customer_cltv) * 2, 2) AS total_revenue"
 
 
 def _result(endpoint: str, case: str, outcome: str, differences: list[str] | None = None) -> dict:
@@ -49,3 +65,134 @@ def test_the_checks_route_answers_under_dev_only(start_server):
     assert requests.get(url, timeout=30).status_code == 403
     body = requests.get(url, headers=server.headers(), timeout=30).json()
     assert (body["generation"], body["passed"], body["failed"], body["results"][0]["case"]) == (1, 1, 0, "one")
+
+
+class DevServer:
+    """The dev loop over an in-process server of the `repo` copy, on the session's engine."""
+
+    def __init__(self, engine, root: Path):
+        prefix = f"dev{os.getpid()}_{next(_names)}_"
+        config = ServerConfig(
+            project_dir=root / "tinybird", data_dir=root / ".data", admin_token=ADMIN_TOKEN, database_prefix=prefix
+        )
+        self.service = Service(config, engine=engine)
+        self.failures: list = []
+        self.reports: list = []
+        self.loop: DevLoop = attach(self.service, Layout.at(), self.failures.append, self.reports.append)
+        self.thread = BackgroundServer(self.service).start()
+
+    def get(self, path: str, **params) -> requests.Response:
+        return requests.get(self.thread.url + path, params={"token": ADMIN_TOKEN, **params}, timeout=30)
+
+    def reload(self, *paths: Path):
+        self.failures.clear()
+        return self.loop.reload(paths)
+
+    def close(self) -> None:
+        self.thread.stop()
+        self.loop.close()
+        self.loop.workspace.drop()
+        self.service.close()
+
+
+@pytest.fixture
+def dev(repo, engine):
+    server = DevServer(engine, repo)
+    first = server.loop.run_all()
+    assert (first.failed, first.passed) == (0, len(server.loop.cases)) and first.passed > 80
+    yield server
+    server.close()
+
+
+def total_revenue(dev) -> float:
+    return dev.get("/v0/pipes/cltv_summary.json").json()["data"][0]["total_revenue"]
+
+
+def test_a_pipe_edit_that_breaks_a_case_is_reported_with_its_diff_then_passes_once_fixed(dev):
+    revenue = total_revenue(dev)
+    edit(CLTV_PIPE, REVENUE, DOUBLED)
+    report = dev.reload(CLTV_PIPE)
+    assert report.endpoints == {"cltv_summary"}  # only the edited endpoint's cases ran
+    assert [r.case.id for r in dev.failures] == ["cltv_summary/defaults"]
+    assert f"total_revenue: {revenue} -> {revenue * 2}" in dev.failures[0].differences[0]
+    assert (report.passed, report.failed) == (0, 1)
+    assert total_revenue(dev) == revenue * 2  # the server serves the new build
+    snapshot = dev.get("/v0/tbkit/checks").json()
+    assert (snapshot["failed"], snapshot["passed"]) == (1, len(dev.loop.cases) - 1)
+    assert snapshot["changed"] == ["tinybird/endpoints/cltv_summary.pipe"]
+    [failing] = [r for r in snapshot["results"] if r["outcome"] == "failed"]
+    assert (failing["endpoint"], failing["case"], failing["differences"]) == (
+        "cltv_summary",
+        "defaults",
+        dev.failures[0].differences,
+    )
+    edit(CLTV_PIPE, DOUBLED, REVENUE)
+    report = dev.reload(CLTV_PIPE)
+    assert (report.passed, report.failed, dev.failures) == (1, 0, [])
+    assert dev.get("/v0/tbkit/checks").json()["failed"] == 0
+
+
+def test_a_broken_datafile_names_its_file_and_line_and_the_last_good_build_stays_served(dev):
+    edit(CLTV_PIPE, REVENUE, DOUBLED)
+    dev.reload(CLTV_PIPE)
+    doubled = total_revenue(dev)
+    edit(CLTV_PIPE, "SQL >", "SQL >>")
+    report = dev.reload(CLTV_PIPE)
+    line = next(n for n, text in enumerate(CLTV_PIPE.read_text().splitlines(), 1) if "SQL >>" in text)
+    assert report.build_error == {
+        "file": "tinybird/endpoints/cltv_summary.pipe",
+        "line": line,
+        "message": "SQL must be multiline (Use > to start a multiline SQL block)",
+    }
+    assert report.summary().startswith(f"tinybird/endpoints/cltv_summary.pipe:{line}: SQL must be multiline")
+    assert total_revenue(dev) == doubled  # still the last good build
+    assert dev.get("/v0/tbkit/checks").json()["build_error"] == report.build_error
+    edit(CLTV_PIPE, "SQL >>", "SQL >")
+    assert dev.reload(CLTV_PIPE).build_error is None
+    assert dev.get("/v0/tbkit/checks").json()["build_error"] is None
+
+
+def append(dev, datasource: str, row: str) -> None:
+    response = requests.post(
+        f"{dev.thread.url}/v0/events", params={"name": datasource, "wait": "true", "token": ADMIN_TOKEN}, data=row
+    )
+    assert response.json() == {"successful_rows": 1, "quarantined_rows": 0}
+
+
+def rows(dev, sql: str) -> list[dict]:
+    return dev.get("/v0/sql", q=sql + " FORMAT JSON").json()["data"]
+
+
+def test_a_schema_change_reloads_that_datasource_and_keeps_the_others_data(dev):
+    append(dev, "customer_demographics", '{"customer_id": "cust_kept", "age": 40, "location": "Oslo"}')
+    append(
+        dev,
+        "customer_transactions",
+        '{"customer_id": "cust_gone", "transaction_date": "2024-01-01 00:00:00", "transaction_amount": 5}',
+    )
+    datasource = Path("tinybird/datasources/customer_transactions.datasource")
+    text = datasource.read_text()
+    column = next(line for line in text.splitlines() if "`transaction_amount`" in line)
+    edit(datasource, column, column + ",\n    `channel` LowCardinality(String) `json:$.channel` DEFAULT 'web'")
+    report = dev.reload(datasource)
+    assert report.build_error is None, report.build_error
+    # the appended demographics row survived; the transactions were reloaded from their fixture
+    assert rows(dev, "SELECT count() AS n FROM customer_demographics WHERE customer_id = 'cust_kept'") == [{"n": 1}]
+    assert rows(dev, "SELECT count() AS n FROM customer_transactions WHERE customer_id = 'cust_gone'") == [{"n": 0}]
+    assert rows(dev, "SELECT DISTINCT channel FROM customer_transactions") == [{"channel": "web"}]
+    # the materialized target fed by both was rebuilt from their rows, the kept one's included
+    assert rows(dev, "SELECT count() AS n FROM customer_cltv_mv WHERE customer_id = 'cust_gone'") == [{"n": 0}]
+    assert report.endpoints == {"cltv_summary", "customer_cltv", "cltv_by_location"}
+    assert report.failed == 0 and report.passed > 0
+
+
+def test_a_fixture_edit_reruns_the_endpoints_that_read_it(dev):
+    fixture = Path("fixtures/customer_demographics.ndjson")
+    lines = fixture.read_text().splitlines()
+    fixture.write_text("\n".join(lines[1:]) + "\n")  # one customer's demographics gone
+    report = dev.reload(fixture)
+    # customer_cltv_mv takes its location from the demographics: the three endpoints reading it rerun
+    assert report.endpoints == {"cltv_by_location", "cltv_summary", "customer_cltv"}
+    assert report.failed > 0  # the golden files hold the removed row
+    count = rows(dev, "SELECT count() AS n FROM customer_demographics")
+    assert count == [{"n": len(lines) - 1}]

@@ -10,10 +10,30 @@ file changed (and the materialized targets downstream), then reruns the cases of
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from . import ddl, fixtures, golden
+from .check import CaseResult, run_case
+from .engine import Engine, Workspace
+from .errors import TbkitError
+from .golden import Case, Response
+from .layout import Layout
+from .project import Datasource, Project, load_project
+from .server import ServerConfig, Service
+from .server import app as server
+from .watch import Batch, Watcher
+from .workspaces import Tenant, datafile_texts, seed_deployment
+
+DATAFILE_SUFFIXES = (".datasource", ".pipe", ".incl")
+FIXTURE_SUFFIXES = fixtures.FIXTURE_SUFFIXES
 
 
 def _now() -> str:
@@ -76,3 +96,407 @@ class ChecksState:
                 "changed": list(self._changed),
                 "results": results,
             }
+
+
+# -- what a batch of changed paths touches ----------------------------------------------------------------
+
+
+@dataclass
+class Change:
+    """A batch of changed paths, sorted by what they are."""
+
+    paths: list[str] = field(default_factory=list)  # the relevant ones, relative to the root
+    datafiles: bool = False  # a .datasource, .pipe or .incl file under the project folder
+    fixtures: set[str] = field(default_factory=set)  # datasources whose fixture file changed
+    case_endpoints: set[str] = field(default_factory=set)  # endpoints whose case or golden file changed
+
+    @property
+    def relevant(self) -> bool:
+        """True when something in the batch can change a build or a case."""
+        return bool(self.datafiles or self.fixtures or self.case_endpoints)
+
+
+def _inside(path: Path, folder: Path) -> Path | None:
+    """`path` relative to `folder`, or None when it is not inside it."""
+    try:
+        return path.relative_to(folder)
+    except ValueError:
+        return None
+
+
+def classify(paths: Iterable[Path], layout: Layout) -> Change:
+    """Sort changed paths into datafiles, fixture files (by datasource) and case or golden files (by endpoint).
+
+    Anything else (an editor's swap file, exported `tb test` files, contracts) is left out.
+    """
+    project_dir, fixtures_dir = Path(os.path.abspath(layout.project_dir)), Path(os.path.abspath(layout.fixtures_dir))
+    root = project_dir.parent
+    change = Change()
+    for raw in sorted({Path(os.path.abspath(p)) for p in paths}):
+        if raw.name.startswith(".") or raw.name.endswith("~"):
+            continue
+        relevant = True
+        if (inner := _inside(raw, project_dir)) is not None:
+            if raw.suffix in DATAFILE_SUFFIXES and inner.parts[0] != "tests":
+                change.datafiles = True
+            elif inner.parent == Path("fixtures") and raw.suffix in FIXTURE_SUFFIXES:
+                change.fixtures.add(raw.name.split(".", 1)[0])
+            else:
+                relevant = False
+        elif (inner := _inside(raw, fixtures_dir)) is not None:
+            if len(inner.parts) == 1 and raw.suffix in FIXTURE_SUFFIXES:
+                change.fixtures.add(raw.name.split(".", 1)[0])
+            elif len(inner.parts) == 2 and inner.parts[0] == "cases" and raw.suffix == ".yaml":
+                change.case_endpoints.add(raw.stem)
+            elif len(inner.parts) == 3 and inner.parts[0] == "golden" and raw.suffix == ".json":
+                change.case_endpoints.add(inner.parts[1])
+            else:
+                relevant = False
+        else:
+            relevant = False
+        if relevant:
+            change.paths.append(os.path.relpath(raw, root))
+    return change
+
+
+def endpoint_reads(project: Project, endpoint: str) -> set[str]:
+    """The datasources an endpoint reads (through any of its nodes)."""
+    pipe = project.endpoints[endpoint]
+    return {table for node in pipe.nodes for table in node.reads if table in project.datasources}
+
+
+def schema_of(datasource: Datasource) -> str:
+    """A datasource's table as ClickHouse stores it (columns, engine, keys): equal schemas keep their rows."""
+    return ddl.create_table("_", datasource) + ddl.create_quarantine_table("_", datasource)
+
+
+@dataclass
+class Plan:
+    """What a reload does: datasources whose rows are reloaded from fixtures, those rebuilt downstream of them
+    or of a changed materialization, and the endpoints whose cases run again."""
+
+    reloaded: set[str]  # landing datasources appended from their fixture again
+    rebuilt: set[str]  # every datasource whose rows are not copied from the previous build
+    sources: set[str]  # datasources whose downstream targets are repopulated
+    endpoints: set[str]
+
+
+def plan(old: Project, old_texts: dict[str, dict[str, str]], new: Project, change: Change) -> Plan:
+    """From the previous project (with its datafiles' text as built: the files have changed since), the new
+    project and a batch of changes: what to rebuild and which cases to rerun.
+
+    A datasource keeps its rows when its schema (columns, engine, keys) did not change and its fixture file did
+    not either; otherwise it is reloaded from its fixture. Materialized targets downstream of a reloaded
+    datasource, or fed by a new or changed materialization, are rebuilt from their sources. An endpoint is
+    affected when its datafile changed, when it reads a rebuilt datasource, or when its cases or golden files did.
+    """
+    new_texts = datafile_texts(new)
+    schema_changed = {
+        name
+        for name, datasource in new.datasources.items()
+        if name not in old.datasources or schema_of(old.datasources[name]) != schema_of(datasource)
+    }
+    reloaded = {n for n in schema_changed | change.fixtures if n in new.landing_datasources}
+    changed_pipes = {n for n, text in new_texts["pipe"].items() if old_texts["pipe"].get(n) != text}
+    sources = set(reloaded)
+    for name, pipe in new.materializations.items():  # a new or changed one, or one into a changed target
+        if name in changed_pipes or pipe.output_node.datasource in schema_changed:
+            sources |= ddl.sources(new, pipe)
+    rebuilt = schema_changed | reloaded
+    for name in sources | schema_changed:
+        rebuilt |= set(ddl.downstream(new, name))
+    changed_datasources = {n for n, text in new_texts["datasource"].items() if old_texts["datasource"].get(n) != text}
+    touched = rebuilt | changed_datasources
+    endpoints = {
+        name
+        for name in new.endpoints
+        if name in changed_pipes or endpoint_reads(new, name) & touched or name in change.case_endpoints
+    }
+    return Plan(reloaded, rebuilt, sources, endpoints)
+
+
+# -- the loop ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunReport:
+    """One run of the loop: the cases rerun and their results, or the build error that stopped it."""
+
+    results: list[CaseResult] = field(default_factory=list)
+    endpoints: set[str] = field(default_factory=set)
+    changed: list[str] = field(default_factory=list)
+    build_error: dict[str, Any] | None = None
+    seconds: float = 0.0  # the run itself: reload, rebuild and cases
+    after_save: float | None = None  # from the first event of the save to the end of the run
+
+    @property
+    def passed(self) -> int:
+        return sum(r.ok for r in self.results)
+
+    @property
+    def failed(self) -> int:
+        return sum(not r.ok for r in self.results)
+
+    def summary(self) -> str:
+        """`N passed, M failed` and what ran how fast; or the build error and that the last good build stays."""
+        if self.build_error:
+            error = self.build_error
+            where = f"{error['file']}:{error['line']}" if error["line"] else error["file"]
+            return f"{where}: {error['message']}\n    still serving the last good build"
+        cases = f"{len(self.results)} case{'s' * (len(self.results) != 1)}"
+        endpoints = f"{len(self.endpoints)} endpoint{'s' * (len(self.endpoints) != 1)}"
+        timing = f"in {self.seconds:.2f} s" if self.after_save is None else f"in {self.after_save:.2f} s after the save"
+        verb = "ran" if not self.changed else "reran"
+        return f"{self.passed} passed, {self.failed} failed: {verb} {cases} of {endpoints} {timing}"
+
+
+class _WorkspaceTarget:
+    """The golden cases' target: the loop's current build, whichever it is when a case runs."""
+
+    name = "dev"
+
+    def __init__(self, loop: DevLoop):
+        self.loop = loop
+
+    def fetch(self, case: Case) -> Response:
+        try:
+            return Response.from_json(200, self.loop.workspace.endpoint(case.endpoint, case.params))
+        except TbkitError as e:
+            return Response.from_json(e.status, {"error": str(e)})
+
+
+def _build_error(error: TbkitError, root: Path) -> dict[str, Any]:
+    """`{"file", "line", "message"}` of an error raised while loading or building the project."""
+    path = getattr(error, "path", None)
+    line = getattr(error, "line", None)
+    message = error.message
+    if path:
+        message = message.removeprefix(f"{path}:{line}: " if line else f"{path}: ")
+        path = os.path.relpath(os.path.abspath(path), root)
+    return {"file": path or "", "line": line, "message": message}
+
+
+class DevLoop:
+    """The last good build of a project and its golden cases, rebuilt and rerun batch after batch of changes.
+
+    `workspace` is the build to start from (built, and seeded by `seed_if_empty`); `publish(workspace)` makes
+    each new build the served one. A rebuild that changes data goes into a second database, named after the
+    first with `_b` (and back), so readers of the served build see it whole until `publish` swaps it; the build
+    it replaced is dropped at the next rebuild, when no request can still be reading it.
+    """
+
+    def __init__(
+        self,
+        layout: Layout,
+        workspace: Workspace,
+        publish: Callable[[Workspace], None] = lambda workspace: None,
+        on_result: Callable[[CaseResult], None] = lambda result: None,
+        on_report: Callable[[RunReport], None] = lambda report: None,
+        rel_tol: float = golden.DEFAULT_REL_TOL,
+    ):
+        self.layout = layout
+        self.root = Path(os.path.abspath(layout.project_dir)).parent
+        self.workspace = workspace
+        self.base_name = workspace.name
+        self.publish = publish
+        self.on_result = on_result
+        self.on_report = on_report
+        self.rel_tol = rel_tol
+        self.state = ChecksState()
+        self.cases: list[Case] = []
+        self._texts = datafile_texts(workspace.project)  # as built: the files change under the loop
+        self._target = _WorkspaceTarget(self)
+
+    @property
+    def project(self) -> Project:
+        """The project of the last good build."""
+        return self.workspace.project
+
+    def seed_if_empty(self) -> bool:
+        """Append every fixture when no landing datasource holds a row (a fresh data directory); True if it did."""
+        landing = self.project.landing_datasources
+        if any(self.workspace.row_count(name) for name in landing):
+            return False
+        fixtures.seed(self.workspace.append, fixtures.fixture_files(self.project, self.layout.fixtures_dir))
+        return True
+
+    def run_all(self) -> RunReport:
+        """Run every golden case (the first run)."""
+        started = time.perf_counter()
+        self.state.begin([])
+        try:
+            self.cases = golden.load_cases(self.layout.cases_dir, self.project)
+        except TbkitError as e:
+            return self._failed(RunReport(), e, started)
+        return self._run(RunReport(endpoints={c.endpoint for c in self.cases}), self.cases, started)
+
+    def on_batch(self, batch: Batch) -> RunReport | None:
+        """`reload` for a watcher's batch, timed from its first event."""
+        return self.reload(batch.paths, batch.first_event_at)
+
+    def reload(self, paths: Iterable[Path], first_event_at: float | None = None) -> RunReport | None:
+        """Rebuild what the changed paths touch and rerun the affected cases; None when nothing relevant changed.
+
+        A project or case file that does not load, or a build that fails, is reported with its file and line
+        and leaves the last good build served.
+        """
+        change = classify(paths, self.layout)
+        if not change.relevant:
+            return None
+        started = time.perf_counter()
+        report = RunReport(changed=change.paths)
+        self.state.begin(change.paths)
+        try:
+            project = load_project(self.layout.project_dir) if change.datafiles else self.project
+            cases = golden.load_cases(self.layout.cases_dir, project)
+            endpoints = set(change.case_endpoints)
+            if change.datafiles or change.fixtures:
+                steps = plan(self.project, self._texts, project, change)
+                self._rebuild(project, steps)
+                endpoints = steps.endpoints
+        except TbkitError as e:
+            return self._failed(report, e, started, first_event_at)
+        self.cases = cases
+        report.endpoints = endpoints
+        selected = [case for case in cases if case.endpoint in endpoints]
+        return self._run(report, selected, started, first_event_at)
+
+    def _rebuild(self, project: Project, steps: Plan) -> None:
+        """Build `project` and publish it: in place when no datasource's rows change, else beside the served one."""
+        engine = self.workspace.engine
+        if not steps.rebuilt:  # endpoints only, or datafile text outside the tables' schemas
+            workspace = engine.workspace(self.workspace.name, project, self.workspace.query_timeout)
+            workspace.build(drop_stages=False)  # appends in flight have their stages
+        else:
+            name = self.base_name + "_b" if self.workspace.name == self.base_name else self.base_name
+            workspace = engine.workspace(name, project, self.workspace.query_timeout)
+            workspace.drop()  # the build before the served one: no request reads it any more
+            try:
+                workspace.build()
+                for datasource in project.datasources:
+                    if datasource not in steps.rebuilt:
+                        workspace.attach_rows(self.workspace, datasource)
+                for source in sorted(steps.sources):
+                    workspace.rebuild_downstream(source)
+                files = fixtures.fixture_files(project, self.layout.fixtures_dir)
+                fixtures.seed(workspace.append, [f for f in files if f.datasource in steps.reloaded])
+            except BaseException:
+                workspace.drop()
+                raise
+        self.workspace = workspace
+        self._texts = datafile_texts(project)
+        self.publish(workspace)
+
+    def _run(
+        self, report: RunReport, cases: list[Case], started: float, first_event_at: float | None = None
+    ) -> RunReport:
+        for case in cases:
+            result = run_case(case, self._target, self.layout.golden_dir, False, self.rel_tol)
+            report.results.append(result)
+            if not result.ok:
+                self.on_result(result)
+        self.state.finish([c.id for c in self.cases], [r.to_dict() for r in report.results])
+        return self._done(report, started, first_event_at)
+
+    def _failed(
+        self, report: RunReport, error: TbkitError, started: float, first_event_at: float | None = None
+    ) -> RunReport:
+        report.build_error = _build_error(error, self.root)
+        self.state.finish([c.id for c in self.cases], [], report.build_error)
+        return self._done(report, started, first_event_at)
+
+    def _done(self, report: RunReport, started: float, first_event_at: float | None) -> RunReport:
+        ended = time.perf_counter()
+        report.seconds = ended - started
+        if first_event_at is not None:
+            report.after_save = time.monotonic() - first_event_at
+        self.on_report(report)
+        return report
+
+    def close(self) -> None:
+        """Drop the build before the served one, and give the served one the first database's name again, so
+        a data directory serves it at the next start (call once nothing reads it)."""
+        other = self.base_name + "_b" if self.workspace.name == self.base_name else self.base_name
+        self.workspace.engine.workspace(other, self.project).drop()
+        if self.workspace.name != self.base_name:
+            self.workspace = self.workspace.rename(self.base_name)
+            self.publish(self.workspace)
+
+
+# -- `tbkit dev` and `tbkit check --watch` ------------------------------------------------------------------
+
+
+def _go_live(tenant: Tenant, workspace: Workspace) -> None:
+    """Serve a new build in the main workspace, recorded as a live deployment (as `tb dev`'s builds are)."""
+    with tenant.lock:
+        record = {**seed_deployment(), "id": tenant.next_deployment_id()}
+        tenant.go_live(workspace)
+        for other in tenant.deployments:
+            other["live"] = False
+        tenant.deployments.append(record)
+
+
+def attach(
+    service: Service,
+    layout: Layout,
+    on_result: Callable[[CaseResult], None] = lambda result: None,
+    on_report: Callable[[RunReport], None] = lambda report: None,
+    rel_tol: float = golden.DEFAULT_REL_TOL,
+) -> DevLoop:
+    """A loop over a service's main workspace, which it seeds when empty and whose builds it serves; the service's
+    `checks` is then the loop's state (GET /v0/tbkit/checks)."""
+    tenant = service.main
+    loop = DevLoop(layout, tenant.workspace, lambda ws: _go_live(tenant, ws), on_result, on_report, rel_tol)
+    loop.seed_if_empty()
+    service.checks = loop.state
+    return loop
+
+
+def serve(
+    config: ServerConfig,
+    layout: Layout,
+    on_ready: Callable[[Service, int], None],
+    on_result: Callable[[CaseResult], None],
+    on_report: Callable[[RunReport], None],
+    rel_tol: float = golden.DEFAULT_REL_TOL,
+) -> None:
+    """Serve the project as `tbkit serve` does, seeded with the fixtures when its data directory is empty; run
+    every golden case, then rebuild and rerun the affected cases on each change, until SIGINT or SIGTERM."""
+    running: list[tuple[DevLoop, Watcher]] = []
+
+    def ready(service: Service, port: int) -> None:
+        loop = attach(service, layout, on_result, on_report, rel_tol)
+        on_ready(service, port)
+        watcher = Watcher([layout.project_dir, layout.fixtures_dir], loop.on_batch, on_start=loop.run_all)
+        running.append((loop, watcher.start()))
+
+    def stop(service: Service) -> None:
+        for loop, watcher in running:
+            watcher.stop()
+            loop.close()
+
+    server.serve(config, on_ready=ready, on_stop=stop)
+
+
+def watch_check(
+    layout: Layout,
+    on_result: Callable[[CaseResult], None],
+    on_report: Callable[[RunReport], None],
+    rel_tol: float = golden.DEFAULT_REL_TOL,
+    until: threading.Event | None = None,
+) -> None:
+    """`tbkit check --watch`: the loop on a fresh embedded workspace seeded with the fixtures, with no server;
+    runs every case, then reruns the affected ones on each change until Ctrl+C (or `until` is set)."""
+    project = load_project(layout.project_dir)
+    engine = Engine.open(None)
+    try:
+        workspace = engine.workspace("dev_check", project)
+        workspace.build()
+        loop = DevLoop(layout, workspace, on_result=on_result, on_report=on_report, rel_tol=rel_tol)
+        loop.seed_if_empty()
+        watcher = Watcher([layout.project_dir, layout.fixtures_dir], loop.on_batch, on_start=loop.run_all)
+        # Ctrl+C ends the wait; the watcher then stops, after the run in progress.
+        with watcher, contextlib.suppress(KeyboardInterrupt):
+            (until or threading.Event()).wait()
+    finally:
+        engine.close()

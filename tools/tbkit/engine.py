@@ -658,6 +658,23 @@ class Workspace:
         """Delete the workspace and all its data."""
         self.engine.execute(f"DROP DATABASE IF EXISTS {ingest.identifier(self.name)} SYNC")
 
+    def rename(self, name: str) -> Workspace:
+        """Move the workspace's database to `name` (which must not exist); the workspace under its new name."""
+        self.engine.execute(f"RENAME DATABASE {ingest.identifier(self.name)} TO {ingest.identifier(name)}")
+        return Workspace(self.engine, name, self.project, self.query_timeout)
+
+    def attach_rows(self, source: Workspace, datasource: str) -> None:
+        """Copy a datasource's rows and its quarantine's from `source`, where its table has the same schema.
+
+        ClickHouse copies the parts (hard links, so the size of the data does not matter) and runs no materialized
+        view: what the datasource fed downstream is copied, or rebuilt, on its own.
+        """
+        names = [datasource + ingest.QUARANTINE_SUFFIX]
+        if self.project.datasource(datasource).engine != "Null":  # a Null table holds no rows
+            names.append(datasource)
+        for name in names:
+            self.engine.execute(f"ALTER TABLE {self._table(name)} ATTACH PARTITION ALL FROM {source._table(name)}")
+
     def truncate(self, datasource: str | None = None) -> None:
         """Empty one datasource (and its quarantine), or every datasource when None.
 

@@ -126,13 +126,22 @@ def listen(service: Service, host: str, port: int) -> tuple[DrainingHTTPServer, 
     return server, sockets[0].getsockname()[1]
 
 
-def serve(config: ServerConfig, on_ready: Callable[[Service, int], None] | None = None) -> None:
-    """Build the workspace, serve until SIGINT or SIGTERM, drain the requests in flight, then shut down."""
+def serve(
+    config: ServerConfig,
+    on_ready: Callable[[Service, int], None] | None = None,
+    on_stop: Callable[[Service], None] | None = None,
+) -> None:
+    """Build the workspace, serve until SIGINT or SIGTERM, drain the requests in flight, then shut down
+    (`on_stop` runs once the requests are drained, before the service closes)."""
     service = Service(config)
     try:
         asyncio.run(_serve(service, on_ready))
     finally:
-        service.close()  # waits for the thread pool: an append a client gave up on still finishes
+        try:
+            if on_stop:
+                on_stop(service)
+        finally:
+            service.close()  # waits for the thread pool: an append a client gave up on still finishes
 
 
 async def _serve(service: Service, on_ready: Callable[[Service, int], None] | None) -> None:
