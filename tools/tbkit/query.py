@@ -2,19 +2,22 @@
 
 Each node is rendered with Tinybird's template engine (so parameter types, defaults, quoting and
 `{{ error(...) }}` behave as in Tinybird), then the output node's references to earlier nodes become
-subqueries and references to datasources become qualified tables, with Tinybird's table rewriter.
+subqueries and references to datasources become qualified tables, with Tinybird's table rewriter (once per
+query shape: `tbkit.skeletons`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from . import ingest, tinybird_adapter
+from . import ingest, skeletons, tinybird_adapter
 from .errors import ParameterError, QueryError, SqlParseError
 from .project import Pipe, Project
 
 # Query parameters that Tinybird's API consumes itself and never passes to the template.
 RESERVED_PARAMETERS = frozenset({"token", "q", "format", "pipeline", "debug", "from", "tag", "query_id"})
+# Table rewrites by query shape, shared by every workspace of the process (the shape includes the database).
+SKELETONS = skeletons.Skeletons()
 
 
 def template_variables(params: dict[str, Any]) -> dict[str, Any]:
@@ -71,6 +74,8 @@ def render_pipe(
                 other_sql = render_pipe(project, other, params, database, depth + 1, placeholders, secrets=secrets)
                 replacements[name] = ("", f"({other_sql})")
     try:
-        return tinybird_adapter.replace_tables(sql, replacements)
+        if placeholders:
+            return tinybird_adapter.replace_tables(sql, replacements)
+        return SKELETONS.rewrite(sql, replacements, tinybird_adapter.replace_tables)
     except SqlParseError as e:
         raise SqlParseError(f"[Error] {e}") from None
