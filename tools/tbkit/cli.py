@@ -498,7 +498,8 @@ def serve(
 
     Builds tinybird/ into a persistent workspace in --data-dir (the data survives restarts) and
     answers the Events API, the Data Sources API, /v0/pipes/<endpoint>.json, /v0/sql and
-    /v0/pipes/openapi.json as Tinybird does. Stop it with Ctrl+C.
+    /v0/pipes/openapi.json as Tinybird does. Stop it with Ctrl+C. The web UI is at / (open the
+    sign-in link printed at start): endpoints with a form to call them, datasources and quarantine.
 
     \b
     Example:
@@ -509,6 +510,7 @@ def serve(
 
     from .server import ServerConfig
     from .server import serve as run
+    from .server.views.ui import sign_in_link
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(message)s")
     config = ServerConfig(
@@ -535,6 +537,11 @@ def serve(
         click.echo("  scoped tokens: tbkit tokens --data-dir " + str(data_dir))
         if service.config.serves_local_api:
             click.echo(f"  Tinybird Local API on: TB_LOCAL_HOST={host} TB_LOCAL_PORT={bound_port} tb --local deploy")
+        if token:  # a token the user chose is not printed: the page asks for it
+            click.echo(f"  web UI: {sign_in_link(host, bound_port, None)}  (sign in with the --token value)")
+        else:
+            click.echo(f"  web UI: {sign_in_link(host, bound_port, service.main.tokens.admin.value)}")
+        sys.stdout.flush()  # the link is needed now, also when stdout is a pipe or a file
 
     run(config, on_ready=ready)
 

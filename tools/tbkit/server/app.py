@@ -25,6 +25,7 @@ from .local import workspaces as local_workspaces
 from .service import ServerConfig, Service
 from .views import connectors, datasources, deployments, events, health, jobs, pipes, sql, tokens, variables, workspace
 from .views.checks import ChecksHandler
+from .views.ui import ChecksPage, DatasourcesPage, EndpointsPage, StaticHandler
 
 TEMPLATES = Path(__file__).parent / "templates"
 log = logging.getLogger("tbkit.server")
@@ -33,7 +34,11 @@ log = logging.getLogger("tbkit.server")
 def routes(local_api: bool) -> list[tuple[str, type]]:
     """Every path the server answers, first match wins; without `local_api`, Local API paths explain it is off."""
     public: list[tuple[str, type]] = [
-        (r"/", health.IndexHandler),
+        # the web UI: page shells and their static files; the pages read everything through the API below
+        (r"/", EndpointsPage),
+        (r"/datasources", DatasourcesPage),
+        (r"/checks", ChecksPage),
+        (r"/-/static/(.+)", StaticHandler),
         (r"/v0/health", health.HealthHandler),
         # workspace
         (r"/v[01]/workspace", workspace.CurrentWorkspaceHandler),
@@ -51,6 +56,7 @@ def routes(local_api: bool) -> list[tuple[str, type]]:
         (r"/v0/pipes/?", pipes.PipesHandler),
         (r"/v0/pipes/openapi\.json", pipes.OpenApiHandler),
         (r"/v0/pipes/([^/.]+)\.(json|csv|ndjson)", pipes.EndpointHandler),
+        (r"/v0/pipes/([^/.]+)/explain", pipes.ExplainHandler),
         (r"/v0/pipes/([^/.]+)", pipes.PipeHandler),
         (r"/v1/pipes/([^/.]+)\.pipe", pipes.PipeFileHandler),
         (r"/examples/query\.http", pipes.ExampleQueryHandler),

@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 from ... import openapi, stats
 from ...errors import NotFoundError, ParameterError
 from ...project import Node, Pipe
-from ...tokens import READ
+from ...tokens import ADMIN_SCOPE, READ
 from ...workspaces import Tenant
 from ..base import BaseHandler, redact
 
@@ -284,6 +284,17 @@ class EndpointHandler(BaseHandler):
             user_agent=self.request.headers.get("User-Agent"),
         )
         self.service.requests.record(tenant.workspace.name, request, self.service.executor)
+
+
+class ExplainHandler(BaseHandler):
+    """`GET /v0/pipes/<name>/explain?<parameters>` (admin token): `{"debug_query": ...}`, the SELECT a call of the
+    endpoint with these parameters runs, as the engine runs it (bad parameters are the call's 400)."""
+
+    async def get(self, name: str) -> None:
+        tenant = self.require(ADMIN_SCOPE)  # the SQL names the workspace's tables: not for scoped tokens
+        tenant.project.endpoint(name)
+        sql = await self.service.run(tenant.workspace.endpoint_sql, name, self.query_params())
+        self.send_json({"debug_query": sql})
 
 
 class OpenApiHandler(BaseHandler):
