@@ -323,3 +323,29 @@ def test_tbkit_tokens_lists_what_the_api_lists(start_server):
         assert lines[2 * index].split() == [*token["name"].split(), *scopes.split()]
         assert lines[2 * index + 1].strip() == token["token"]
     assert "reader                         DATASOURCES:READ:customers, PIPES:READ:cltv_summary" in lines
+
+
+def test_a_token_is_found_by_its_digest_with_one_comparison(start_server, monkeypatch):
+    from tbkit import workspaces
+
+    server = start_server()
+    registry = server.service.registry
+    for n in range(20):
+        assert create(server, f"many_{n}", "PIPES:READ:customer_cltv").status_code == 200
+    compared = []
+    real = workspaces.hmac.compare_digest
+    monkeypatch.setattr(workspaces.hmac, "compare_digest", lambda a, b: compared.append(1) or real(a, b))
+    store = registry.main.tokens
+    tenant, token = registry.authenticate(store.find("many_7").value)
+    assert (tenant, token.name, len(compared)) == (registry.main, "many_7", 1)
+    with pytest.raises(workspaces.AuthError):
+        registry.authenticate(store.find("many_7").value + "x")
+    old = store.find("many_3").value
+    store.refresh("many_3")  # changes the value in place: the index follows
+    with pytest.raises(workspaces.AuthError):
+        registry.authenticate(old)
+    assert registry.authenticate(store.find("many_3").value)[1].name == "many_3"
+    removed = store.find("many_4").value
+    assert reads(server, removed, "customer_cltv") == 200
+    store.remove("many_4")
+    assert reads(server, removed, "customer_cltv") == 403

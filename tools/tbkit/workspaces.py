@@ -160,6 +160,8 @@ class Registry:
         self.query_timeout = main.workspace.query_timeout
         self.tenants: dict[str, Tenant] = {main.name: main}
         self.user_tokens: list[Token] = []
+        # Tokens by the SHA-256 of their value, with what it was built from (see _token_index).
+        self._token_index: tuple[tuple, dict[bytes, tuple[Tenant | None, Token]]] = ((), {})
 
     @classmethod
     def open(
@@ -259,8 +261,9 @@ class Registry:
     def authenticate(self, value: str | None) -> tuple[Tenant | None, Token]:
         """The workspace and token for a token value (no workspace for a user token).
 
-        The value is compared in constant time against every token, so the time taken does not tell which
-        one matched; AuthError when the value is missing or unknown.
+        The value is looked up by its SHA-256 digest, then compared in constant time with the token found: the
+        time taken depends on the digest, which tells nothing useful about any token's value. AuthError when the
+        value is missing or unknown.
         """
         if not value:
             raise AuthError("Invalid token: a token is required, as `Authorization: Bearer <token>` or `?token=`")
@@ -270,15 +273,34 @@ class Registry:
             if tenant is None:
                 raise AuthError("Invalid token: the JWT names no workspace of this server")
             return tenant, tenant.tokens.verify_jwt(value)
-        candidates = [(tenant, token) for tenant in self.tenants.values() for token in tenant.tokens.tokens]
-        candidates += [(None, token) for token in self.user_tokens]
-        found: tuple[Tenant | None, Token] | None = None
-        for tenant, token in candidates:
-            if hmac.compare_digest(token.value.encode(), value.encode()):
-                found = (tenant, token)
-        if found is None:
+        presented = value.encode()
+        found = self._token_index_now().get(hashlib.sha256(presented).digest())
+        if found is None or not hmac.compare_digest(found[1].value.encode(), presented):
             raise AuthError("Invalid token")
         return found
+
+    def _token_index_now(self) -> dict[bytes, tuple[Tenant | None, Token]]:
+        """Every token by the SHA-256 of its value, rebuilt when a workspace, a token list or a value changed.
+
+        Token stores replace their list on every change; the index keeps the objects it was built from and is
+        reused while each one is still in place (compared by identity, as the values are checked too).
+        """
+        sources = tuple(
+            (tenant, tenant.tokens, tenant.tokens.tokens, tuple(t.value for t in tenant.tokens.tokens))
+            for tenant in self.tenants.values()
+        ) + ((None, None, self.user_tokens, tuple(t.value for t in self.user_tokens)),)
+        built_from, index = self._token_index
+        if len(built_from) == len(sources) and all(
+            old[0] is new[0] and old[1] is new[1] and old[2] is new[2] and old[3] == new[3]
+            for old, new in zip(built_from, sources, strict=True)
+        ):
+            return index
+        index = {}
+        for tenant, _, tokens, _ in sources:
+            for token in tokens:
+                index[hashlib.sha256(token.value.encode()).digest()] = (tenant, token)
+        self._token_index = (sources, index)
+        return index
 
 
 def _warn_deployed(main: Tenant, folder_project: Project) -> None:
