@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from tbkit.dev import ChecksState, DevLoop, attach
+from tbkit.dev import ChecksState, DevLoop, attach, watch_check
 from tbkit.layout import Layout
 from tbkit.server import ServerConfig, Service
 from tbkit.server.thread import BackgroundServer
 
-from .repo_copy import edit
-from .serving import ADMIN_TOKEN
+from .repo_copy import edit, run
+from .serving import ADMIN_TOKEN, free_port
 
 _names = itertools.count()
 CLTV_PIPE = Path("tinybird/endpoints/cltv_summary.pipe")
@@ -196,3 +201,87 @@ def test_a_fixture_edit_reruns_the_endpoints_that_read_it(dev):
     assert report.failed > 0  # the golden files hold the removed row
     count = rows(dev, "SELECT count() AS n FROM customer_demographics")
     assert count == [{"n": len(lines) - 1}]
+
+
+def wait_for(predicate, deadline: float = 60.0, what: str = "the condition"):
+    """Poll `predicate` until it returns something true; fail after `deadline` seconds."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if value := predicate():
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"{what} did not happen within {deadline} s")
+
+
+def test_check_watch_reruns_on_a_save_seen_by_the_watcher(repo):
+    reports: list = []
+    until = threading.Event()
+    thread = threading.Thread(
+        target=watch_check, args=(Layout.at(), lambda r: None, reports.append), kwargs={"until": until}
+    )
+    thread.start()
+    try:
+        first = wait_for(lambda: reports, what="the first run")[0]
+        assert (first.failed, first.changed) == (0, []) and first.passed > 80
+        # an editor's save: a temporary file written, then renamed over the case file
+        cases = Path("fixtures/cases/cltv_summary.yaml")
+        temporary = cases.with_name(".cltv_summary.yaml.swp")
+        temporary.write_text(cases.read_text() + "  - name: added_in_dev\n")
+        temporary.rename(cases)
+        second = wait_for(lambda: reports[1:], what="the rerun")[0]
+        assert second.changed == ["fixtures/cases/cltv_summary.yaml"] and second.endpoints == {"cltv_summary"}
+        [failure] = [r for r in second.results if not r.ok]
+        assert failure.case.id == "cltv_summary/added_in_dev" and "no golden file" in failure.differences[0]
+        assert second.after_save is not None and second.after_save >= 0.1  # the quiet period at least
+    finally:
+        until.set()
+        thread.join(60)
+    assert not thread.is_alive() and len(reports) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--target", "local"], "--watch runs on the embedded target only (not local)"),
+        (["--update"], "it takes no --update"),
+        (["--json"], "it takes no --json"),
+    ],
+)
+def test_check_watch_refuses_what_it_cannot_do(repo, args, message):
+    result = run("check", "--watch", *args)
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_the_tbkit_dev_process_prints_every_case_then_reacts_to_a_save(repo):
+    port = free_port()
+    output = repo / "dev.out"
+    with output.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tbkit.cli", "dev", "--port", str(port), "--token", ADMIN_TOKEN],
+            cwd=repo,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "TB_CLI_TELEMETRY_OPTOUT": "1"},
+        )
+    try:
+        text = lambda: output.read_text()  # noqa: E731
+        wait_for(lambda: "passed" in text(), what="the first run")
+        assert f"✓ serving tinybird on http://127.0.0.1:{port} (data in " in text()
+        cases = sum(len(c.read_text().split("- name:")) - 1 for c in Path("fixtures/cases").glob("*.yaml"))
+        assert f"{cases} passed, 0 failed: ran {cases} cases of 6 endpoints in " in text()
+        checks = requests.get(f"http://127.0.0.1:{port}/v0/tbkit/checks", params={"token": ADMIN_TOKEN}, timeout=30)
+        assert (checks.json()["generation"], checks.json()["passed"]) == (1, cases)
+        edit(CLTV_PIPE, REVENUE, DOUBLED)
+        wait_for(lambda: "after the save" in text(), what="the rerun")
+        assert "» changed: tinybird/endpoints/cltv_summary.pipe\n✗ cltv_summary/defaults" in text()
+        assert "0 passed, 1 failed: reran 1 case of 1 endpoint in " in text()
+        response = requests.get(
+            f"http://127.0.0.1:{port}/v0/pipes/cltv_summary.json", params={"token": ADMIN_TOKEN}, timeout=30
+        )
+        assert response.json()["data"][0]["total_revenue"] == 369561597.3  # the new build is served
+    finally:
+        process.send_signal(signal.SIGINT)
+        code = process.wait(60)
+    assert code == 0, output.read_text()
+    data_dir = text().split("(data in ", 1)[1].split(")", 1)[0]
+    assert not Path(data_dir).exists()  # the fresh data directory is removed on exit

@@ -157,6 +157,47 @@ def size_options(min_customers: int):
     return decorator
 
 
+def watch_option(function):
+    """`--watch` for `tbkit check`: instead of one run, the dev loop's (`tbkit dev` without a server), embedded only.
+
+    Defined beside the command rather than in it: with --watch the command's own body does not run.
+    """
+    import functools
+
+    from click.core import ParameterSource
+
+    @functools.wraps(function)
+    def command(*args, watch: bool, **kwargs):
+        if not watch:
+            return function(*args, **kwargs)
+        ctx = click.get_current_context()
+        kept = {"watch", "project_dir", "fixtures_dir", "target", "rel_tol"}
+        given = [
+            max(param.opts, key=len)
+            for param in ctx.command.params
+            if param.name not in kept and ctx.get_parameter_source(param.name) is ParameterSource.COMMANDLINE
+        ]
+        if given:
+            raise click.UsageError(f"--watch reruns the affected cases on each save; it takes no {', '.join(given)}")
+        if kwargs["target"] != "embedded":
+            raise click.UsageError(
+                f"--watch runs on the embedded target only (not {kwargs['target']}): run `tbkit check --target "
+                f"{kwargs['target']}` once instead"
+            )
+        from .dev import watch_check
+
+        layout = Layout.at(kwargs["project_dir"], kwargs["fixtures_dir"])
+        click.echo(f"» watching {layout.project_dir} and {layout.fixtures_dir}; Ctrl+C to stop", err=True)
+        watch_check(layout, on_result=lambda result: None, on_report=_print_run, rel_tol=kwargs["rel_tol"])
+
+    return click.option(
+        "--watch",
+        is_flag=True,
+        help="Run every case, then watch the project and fixtures and rerun the affected cases on each save "
+        "(embedded target; Ctrl+C to stop).",
+    )(command)
+
+
 @click.group(cls=TbkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tbkit")
 def main() -> None:
@@ -201,6 +242,7 @@ def _print_assertions(results) -> None:
 
 
 @main.command()
+@watch_option
 @layout_options
 @click.option("--endpoint", help="Only the cases of this endpoint.")
 @click.option("--case", "case_name", help="Only this case (name, or endpoint/name).")
@@ -252,6 +294,7 @@ def check(
       tbkit check --endpoint customer_segment_lookup
       tbkit check --update --case new_case_name
       tbkit check --update --accept-breaking       # accept a renamed column in the contracts
+      tbkit check --watch                          # rerun the affected cases on every save
       tbkit check --junit reports/junit.xml
       tbkit check --target local                   # Tinybird Local on TB_LOCAL_HOST:TB_LOCAL_PORT
       tbkit check --target http://localhost:7181 --token $TB_TOKEN --seed
@@ -432,68 +475,98 @@ def datagen(scale, customers, events_per_customer, random_seed, workers, out, as
     click.echo(f"wrote {out} in {summary['seconds']:.1f}s")
 
 
+# The options of the server, shared by `tbkit serve` and `tbkit dev` (which adds its own --data-dir).
+_SERVE_OPTIONS = [
+    click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on."),
+    click.option("--port", type=int, default=7181, show_default=True, help="Port to listen on (Tinybird Local's)."),
+    click.option("--token", envvar="TB_TOKEN", help="Admin token (default: $TB_TOKEN, else generated and saved)."),
+    click.option(
+        "--max-concurrency",
+        type=click.IntRange(min=1),
+        default=32,
+        show_default=True,
+        help="Requests served at once; more are answered 429 Too Many Requests.",
+    ),
+    click.option("--query-timeout", type=click.FloatRange(min=0.1), help="Cancel queries running longer (seconds)."),
+    click.option(
+        "--max-query-memory",
+        type=Size(),
+        help="Memory one read (Query API or endpoint) may use, e.g. 2GiB or 500MB; a query needing more is "
+        f"cancelled with a 400. Default: {memory_share(20)}.",
+    ),
+    click.option(
+        "--max-server-memory",
+        type=Size(),
+        help="Memory the whole server may use (ClickHouse's max_server_memory_usage), e.g. 8GiB; appends are held "
+        f"only to this. Default: {memory_share(60)}.",
+    ),
+    click.option(
+        "--local-api/--no-local-api",
+        default=None,
+        help="Answer Tinybird Local's API (/tokens, workspaces, deploys), so `tb --local` works. Default: on when "
+        "bound to a loopback address, off otherwise, because its /tokens is unauthenticated as in Tinybird Local.",
+    ),
+    click.option(
+        "--reset-deployment",
+        is_flag=True,
+        help="Serve the --project folder again, discarding a deployment that `tb deploy` made and the data "
+        "directory kept (the data itself is kept).",
+    ),
+    click.option(
+        "--shutdown-timeout",
+        type=click.FloatRange(min=0),
+        default=30.0,
+        show_default=True,
+        help="On Ctrl+C or SIGTERM, stop accepting connections and let requests in flight finish for up to this "
+        "many seconds before cutting them (a second signal cuts them at once).",
+    ),
+    click.option("-v", "--verbose", is_flag=True, help="Log every request (tokens redacted)."),
+]
+
+
+def serve_options(function):
+    """The server's options (all of `tbkit serve`'s but --project and --data-dir), for serve and dev."""
+    for option in reversed(_SERVE_OPTIONS):
+        function = option(function)
+    return function
+
+
+def _server_config(project_dir: Path, data_dir: Path, verbose: bool, token: str | None, **options):
+    """The server's configuration from the serve options; logging set up as --verbose asks."""
+    import logging
+
+    from .server import ServerConfig
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(message)s")
+    return ServerConfig(project_dir=project_dir, data_dir=data_dir, admin_token=token, **options)
+
+
+def _print_serving(service, bound_port: int) -> None:
+    """The start-up lines: where it serves, the admin token, where the other tokens are, the Local API, the web UI's
+    sign-in link."""
+    from .server.views.ui import sign_in_link
+
+    config = service.config
+    click.echo(f"{OK} serving {config.project_dir} on http://{config.host}:{bound_port} (data in {config.data_dir})")
+    if config.admin_token:
+        click.echo("  admin token: the one given with --token / $TB_TOKEN")
+    else:
+        click.echo(f"  admin token: {service.main.tokens.admin.value}  (saved in {config.data_dir}/tokens.json)")
+    click.echo("  scoped tokens: tbkit tokens --data-dir " + str(config.data_dir))
+    if config.serves_local_api:
+        click.echo(f"  Tinybird Local API on: TB_LOCAL_HOST={config.host} TB_LOCAL_PORT={bound_port} tb --local deploy")
+    if config.admin_token:  # a token the user chose is not printed: the page asks for it
+        click.echo(f"  web UI: {sign_in_link(config.host, bound_port, None)}  (sign in with the --token value)")
+    else:
+        click.echo(f"  web UI: {sign_in_link(config.host, bound_port, service.main.tokens.admin.value)}")
+    sys.stdout.flush()  # the link is needed now, also when stdout is a pipe or a file
+
+
 @main.command()
 @project_option
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=int, default=7181, show_default=True, help="Port to listen on (Tinybird Local's).")
 @data_dir_option
-@click.option("--token", envvar="TB_TOKEN", help="Admin token (default: $TB_TOKEN, else generated and saved).")
-@click.option(
-    "--max-concurrency",
-    type=click.IntRange(min=1),
-    default=32,
-    show_default=True,
-    help="Requests served at once; more are answered 429 Too Many Requests.",
-)
-@click.option("--query-timeout", type=click.FloatRange(min=0.1), help="Cancel queries running longer (seconds).")
-@click.option(
-    "--max-query-memory",
-    type=Size(),
-    help="Memory one read (Query API or endpoint) may use, e.g. 2GiB or 500MB; a query needing more is cancelled "
-    f"with a 400. Default: {memory_share(20)}.",
-)
-@click.option(
-    "--max-server-memory",
-    type=Size(),
-    help="Memory the whole server may use (ClickHouse's max_server_memory_usage), e.g. 8GiB; appends are held only "
-    f"to this. Default: {memory_share(60)}.",
-)
-@click.option(
-    "--local-api/--no-local-api",
-    default=None,
-    help="Answer Tinybird Local's API (/tokens, workspaces, deploys), so `tb --local` works. Default: on when "
-    "bound to a loopback address, off otherwise, because its /tokens is unauthenticated as in Tinybird Local.",
-)
-@click.option(
-    "--reset-deployment",
-    is_flag=True,
-    help="Serve the --project folder again, discarding a deployment that `tb deploy` made and the data directory "
-    "kept (the data itself is kept).",
-)
-@click.option(
-    "--shutdown-timeout",
-    type=click.FloatRange(min=0),
-    default=30.0,
-    show_default=True,
-    help="On Ctrl+C or SIGTERM, stop accepting connections and let requests in flight finish for up to this many "
-    "seconds before cutting them (a second signal cuts them at once).",
-)
-@click.option("-v", "--verbose", is_flag=True, help="Log every request (tokens redacted).")
-def serve(
-    project_dir,
-    host,
-    port,
-    data_dir,
-    token,
-    max_concurrency,
-    query_timeout,
-    max_query_memory,
-    max_server_memory,
-    local_api,
-    reset_deployment,
-    shutdown_timeout,
-    verbose,
-):
+@serve_options
+def serve(project_dir, data_dir, **options):
     """Serve the Tinybird HTTP API over the embedded engine.
 
     Builds tinybird/ into a persistent workspace in --data-dir (the data survives restarts) and
@@ -506,44 +579,56 @@ def serve(
       tbkit serve --port 7181
       curl "http://localhost:7181/v0/pipes/cltv_summary.json?token=$TB_TOKEN"
     """
-    import logging
-
-    from .server import ServerConfig
     from .server import serve as run
-    from .server.views.ui import sign_in_link
 
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(message)s")
-    config = ServerConfig(
-        project_dir=project_dir,
-        data_dir=data_dir,
-        host=host,
-        port=port,
-        admin_token=token,
-        max_concurrency=max_concurrency,
-        query_timeout=query_timeout,
-        max_query_memory=max_query_memory,
-        max_server_memory=max_server_memory,
-        local_api=local_api,
-        reset_deployment=reset_deployment,
-        shutdown_timeout=shutdown_timeout,
-    )
+    run(_server_config(project_dir, data_dir, **options), on_ready=_print_serving)
 
-    def ready(service, bound_port):
-        click.echo(f"{OK} serving {project_dir} on http://{host}:{bound_port} (data in {data_dir})")
-        if token:
-            click.echo("  admin token: the one given with --token / $TB_TOKEN")
-        else:
-            click.echo(f"  admin token: {service.main.tokens.admin.value}  (saved in {data_dir}/tokens.json)")
-        click.echo("  scoped tokens: tbkit tokens --data-dir " + str(data_dir))
-        if service.config.serves_local_api:
-            click.echo(f"  Tinybird Local API on: TB_LOCAL_HOST={host} TB_LOCAL_PORT={bound_port} tb --local deploy")
-        if token:  # a token the user chose is not printed: the page asks for it
-            click.echo(f"  web UI: {sign_in_link(host, bound_port, None)}  (sign in with the --token value)")
-        else:
-            click.echo(f"  web UI: {sign_in_link(host, bound_port, service.main.tokens.admin.value)}")
-        sys.stdout.flush()  # the link is needed now, also when stdout is a pipe or a file
 
-    run(config, on_ready=ready)
+def _print_run(report) -> None:
+    """A run of the dev loop: what changed, each failing case with its diff, then `N passed, M failed`."""
+    if report.changed:
+        click.echo(f"» changed: {', '.join(report.changed)}")
+    if report.build_error:
+        click.echo(f"{FAIL} {report.summary()}")
+    else:
+        for result in report.results:
+            if not result.ok:
+                _print_result(result)
+        click.echo(report.summary())
+
+
+@main.command()
+@layout_options
+@click.option(
+    "--data-dir",
+    type=FOLDER,
+    help="Data directory to serve, kept across restarts (default: a fresh temporary one, seeded with the "
+    "fixtures and removed on exit).",
+)
+@serve_options
+def dev(project_dir, fixtures_dir, data_dir, **options):
+    """Serve the project and rerun its golden cases on every save.
+
+    Serves the API as `tbkit serve` does (same options), from a fresh data directory seeded with the
+    fixtures unless --data-dir names one, runs every golden case once, then watches the project and the
+    fixtures: on a save it rebuilds what changed (a datasource keeps its rows unless its schema or fixture
+    changed), reruns the cases of the affected endpoints and prints each failing case with its diff, then
+    `N passed, M failed`. A broken datafile prints its file and line and the last good build stays served.
+    GET /v0/tbkit/checks (admin token) answers the latest outcome of every case. Stop it with Ctrl+C.
+
+    \b
+    Examples:
+      tbkit dev
+      tbkit dev --port 7182 --data-dir .tbkit-dev
+    """
+    import tempfile
+
+    from .dev import serve as run
+
+    layout = Layout.at(project_dir, fixtures_dir)
+    with tempfile.TemporaryDirectory(prefix="tbkit-dev-") as fresh:
+        config = _server_config(project_dir, data_dir or Path(fresh), **options)
+        run(config, layout, on_ready=_print_serving, on_result=lambda result: None, on_report=_print_run)
 
 
 @main.command()
