@@ -98,3 +98,38 @@ def test_the_duckdb_peer_keeps_every_valid_line_among_broken_ones(tmp_path):
     finally:
         peer.close()
     assert loaded["customer_transactions"]["rows"] == valid == 300_000 - 301
+
+
+def fake_result(p50: float, http_p50: float, rows_per_second: int) -> dict:
+    figures = {"calls": 5, "p50_ms": p50, "p95_ms": p50 * 2, "p99_ms": p50 * 3, "rows_read": 10}
+    http = {"calls": 5, "p50_ms": http_p50, "p95_ms": http_p50, "p99_ms": http_p50}
+    return {
+        "scale": "S",
+        "command": "tbkit bench --scale S",
+        "embedded": {e: {"default": figures, "varied": figures} for e in ENDPOINTS},
+        "http": {e: {"default": http} for e in ENDPOINTS},
+        "ingestion": {"bulk": {"all": {"rows": 100, "seconds": 1.0, "rows_per_second": rows_per_second}}},
+    }
+
+
+def test_compare_prints_each_figure_with_its_ratio(tmp_path):
+    from click.testing import CliRunner
+
+    from tbkit.bench import compare, overhead_ms
+    from tbkit.cli import main
+
+    old, new = fake_result(8.0, 11.0, 1000), fake_result(4.0, 4.5, 1500)
+    assert (overhead_ms(old, "customer_cltv", "default"), overhead_ms(new, "customer_cltv", "varied")) == (3.0, None)
+    table = compare(old, new)
+    assert "| customer_cltv default: in-process p50 (ms) | 8.0 | 4.0 | 0.50× |" in table
+    assert "| customer_cltv default: server overhead p50 (ms) | 3.0 | 0.5 | 0.17× |" in table
+    assert "| bulk append all (rows/s) | 1,000 | 1,500 | 1.50× |" in table
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    (tmp_path / "new.json").write_text(json.dumps(new))
+    (tmp_path / "bad.json").write_text("{not json")
+    result = CliRunner().invoke(main, ["bench", "--compare", str(tmp_path / "old.json"), str(tmp_path / "new.json")])
+    assert result.exit_code == 0, result.output
+    assert result.output == table
+    result = CliRunner().invoke(main, ["bench", "--compare", str(tmp_path / "old.json"), str(tmp_path / "bad.json")])
+    assert result.exit_code != 0
+    assert "bad.json: not JSON" in result.output

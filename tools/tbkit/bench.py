@@ -12,7 +12,6 @@ import json
 import math
 import os
 import platform
-import random
 import shutil
 import statistics
 import time
@@ -24,23 +23,13 @@ from typing import Any
 import chdb
 import requests
 
-from . import __version__, datagen, golden
+from . import __version__, datagen, golden, workload
 from .engine import Engine, Workspace
 from .errors import TbkitError
 from .project import Project, load_project
 from .server.process import ServeProcess
+from .workload import ENDPOINTS, PER_CUSTOMER, Parameters
 
-ENDPOINTS = (
-    "customer_segment_lookup",
-    "customer_cltv",
-    "customer_engagement_analysis",
-    "customer_segments_summary",
-    "cltv_summary",
-    "cltv_by_location",
-)
-PER_CUSTOMER = ("customer_segment_lookup", "customer_cltv")
-LOCATIONS = ["New York", "Chicago", "Austin", "Seattle", "Miami", "Boston", "Denver"]
-EVENT_TYPES = ["purchase", "login", "page_view", "add_to_cart"]
 EVENTS_API_ROWS = 300_000
 BATCH = 10_000
 
@@ -110,110 +99,12 @@ def _lines(path: str) -> list[str]:
         return []
 
 
-# -- parameters ---------------------------------------------------------------------------------------
-
-
-class Parameters:
-    """Deterministic request parameters for each endpoint: defaults, and varied ones."""
-
-    def __init__(self, customers: int, seed: int):
-        self.customers = customers
-        self.rng = random.Random(seed)
-
-    def customer(self, spell: bool = False) -> str:
-        cid = datagen.customer_id(self.rng.randint(1, self.customers), self.customers)
-        if spell:
-            cid = self.rng.choice([cid, cid.upper(), f"  {cid} ", cid.capitalize()])
-        return cid
-
-    def moment(self, days_back: int) -> str:
-        moment = datagen.AS_OF.timestamp() - self.rng.randint(0, days_back * 86400)
-        return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(moment))
-
-    def default(self, endpoint: str) -> dict[str, str]:
-        """Default parameters; a random existing customer for the per-customer endpoints."""
-        return {"customer_id": self.customer()} if endpoint in PER_CUSTOMER else {}
-
-    def varied(self, endpoint: str) -> dict[str, str]:
-        """Random filters, windows, limits, customers in other spellings and `as_of` values."""
-        rng = self.rng
-        if endpoint == "customer_segment_lookup":
-            return {"customer_id": self.customer(spell=True), "as_of": self.moment(730)}
-        if endpoint == "customer_cltv":
-            return {"customer_id": self.customer(spell=True)}
-        if endpoint == "customer_engagement_analysis":
-            start = self.moment(1000)
-            end = time.strftime(
-                "%Y-%m-%d %H:%M:%S",
-                time.gmtime(time.mktime(time.strptime(start, "%Y-%m-%d %H:%M:%S")) + rng.randint(1, 90) * 86400),
-            )
-            params = {
-                "start_date": start,
-                "end_date": end,
-                "limit": str(rng.randint(1, 500)),
-                "as_of": datagen.AS_OF_TEXT,
-            }
-            if rng.random() < 0.5:
-                params["event_type"] = ",".join(rng.sample(EVENT_TYPES, rng.randint(1, 2)))
-            return params
-        if endpoint == "customer_segments_summary":
-            low = rng.randint(18, 60)
-            params = {"min_age": str(low), "max_age": str(rng.randint(low, 80)), "as_of": self.moment(365)}
-            if rng.random() < 0.7:
-                params["location"] = rng.choice(LOCATIONS)
-            return params
-        return {}
-
-
 # -- the run ------------------------------------------------------------------------------------------
 
 
 def prepare_data(config: BenchConfig) -> tuple[Path, dict[str, Any]]:
     """Generate the data (or reuse it when its report matches) and return its folder and report."""
-    folder = config.work_dir / f"data-{config.label}-seed{config.seed}"
-    report_path = folder / "report.json"
-    if report_path.is_file():
-        report = json.loads(report_path.read_text())
-        if all((folder / f"{name}.ndjson").is_file() for name in datagen.DATASOURCES):
-            return folder, report
-    config.log(f"generating {config.label} data into {folder}")
-    if config.scale:
-        report = datagen.generate_scale(folder, config.scale, config.seed, workers=2).to_dict()
-    else:
-        report = datagen.generate(folder, config.customers, seed=config.seed, workers=2).to_dict()
-    report_path.write_text(json.dumps(report))
-    return folder, report
-
-
-def _bulk(ws: Workspace, folder: Path, report: dict[str, Any]) -> dict[str, Any]:
-    """Append each file, time it, and check successful/quarantined rows against the generator's counts."""
-    figures: dict[str, Any] = {}
-    total_rows = total_seconds = 0.0
-    for name in datagen.DATASOURCES:
-        started = time.perf_counter()
-        result = ws.append(name, folder / f"{name}.ndjson")
-        seconds = time.perf_counter() - started
-        expected = report["files"][name]
-        rows = result.successful_rows + result.quarantined_rows
-        if (result.successful_rows, result.quarantined_rows) != (expected["valid"], expected["malformed"]):
-            raise TbkitError(
-                f"{name}: the engine stored {result.successful_rows} and quarantined {result.quarantined_rows}, "
-                f"the generator wrote {expected['valid']} valid and {expected['malformed']} malformed rows"
-            )
-        figures[name] = {
-            "rows": rows,
-            "successful_rows": result.successful_rows,
-            "quarantined_rows": result.quarantined_rows,
-            "seconds": round(seconds, 3),
-            "rows_per_second": round(rows / seconds),
-        }
-        total_rows, total_seconds = total_rows + rows, total_seconds + seconds
-    figures["all"] = {
-        "rows": int(total_rows),
-        "seconds": round(total_seconds, 3),
-        "rows_per_second": round(total_rows / total_seconds),
-    }
-    return figures
+    return workload.prepare_data(config.work_dir, config.label, config.scale, config.customers, config.seed, config.log)
 
 
 def _event_batches(folder: Path, limit: int) -> list[bytes]:
@@ -242,12 +133,6 @@ def _rows_per_second(send: Callable[[bytes], int], batches: list[bytes]) -> dict
         "seconds": round(seconds, 3),
         "rows_per_second": round(rows / seconds),
     }
-
-
-def _settle(ws: Workspace) -> None:
-    """Merge every table's parts, as background merges eventually do, so reads see the steady state."""
-    for name in ws.project.datasources:
-        ws.engine.execute(f"OPTIMIZE TABLE {ws.name}.{name} FINAL")
 
 
 def _series(
@@ -280,7 +165,8 @@ def _over_http(session: requests.Session, url: str, token: str, endpoint: str) -
         response = session.get(f"{url}/v0/pipes/{endpoint}.json", params={**params, "token": token}, timeout=300)
         if response.status_code != 200:
             raise TbkitError(f"{endpoint} answered {response.status_code} over HTTP: {response.text[:200]}")
-        return response.json(), response.json()["statistics"]["rows_read"]
+        body = response.json()  # parsed once, as the in-process series parses its answer once
+        return body, body["statistics"]["rows_read"]
 
     return call
 
@@ -343,13 +229,13 @@ class Bench:
             ws = engine.workspace("main", self.project)
             ws.build()
             log("bulk appends")
-            ingestion = {"bulk": _bulk(ws, folder, report)}
+            ingestion = {"bulk": workload.load(ws, folder, report)}
             fresh = {}
             for endpoint in ENDPOINTS:
                 fresh[endpoint], _ = _series(_in_process(ws, endpoint), self.params[endpoint]["default"][:50])
             log("merging parts (steady state)")
             started = time.perf_counter()
-            _settle(ws)
+            workload.settle(ws)
             ingestion["merge_seconds"] = round(time.perf_counter() - started, 2)
             latency: dict[str, dict[str, Any]] = {}
             for endpoint in ENDPOINTS:
@@ -485,8 +371,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [f"### Scale {result['scale']}: " + ", ".join(f"{n} {r:,}" for n, r in result["data"].items()), ""]
     lines += [
         "| Endpoint | Series | In-process p50 / p95 / p99 (ms) | HTTP p50 / p95 / p99 (ms) | Rows read | "
-        "DuckDB p50 (ms) | DuckDB ÷ ours (in-process / HTTP) |",
-        "|---|---|---|---|---:|---:|---|",
+        "DuckDB p50 (ms) | DuckDB ÷ ours (in-process / HTTP) | Server overhead p50 (ms) |",
+        "|---|---|---|---|---:|---:|---|---:|",
     ]
     for endpoint in ENDPOINTS:
         for series in ("default", "varied"):
@@ -497,7 +383,8 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(
                 f"| {endpoint} | {series} | {_triple(ours)} | {_triple(http) if http else '-'} | "
                 f"{ours.get('rows_read', 0):,} | {duck['p50_ms'] if duck else '-'} | "
-                f"{ratio.get('in_process', '-')}× / {ratio.get('http', '-')}× |"
+                f"{ratio.get('in_process', '-')}× / {ratio.get('http', '-')}× | "
+                f"{overhead if (overhead := overhead_ms(result, endpoint, series)) is not None else '-'} |"
             )
     ingestion = result["ingestion"]
     lines += ["", "| Ingestion | Rows | Seconds | Rows/s |", "|---|---:|---:|---:|"]
@@ -524,6 +411,80 @@ def markdown(result: dict[str, Any]) -> str:
             f"DuckDB {duck['version']}: same rows loaded {duck['same_rows_loaded']}, "
             f"same endpoint rows {duck['rows_match']}."
         )
+    return "\n".join(lines) + "\n"
+
+
+def overhead_ms(result: dict[str, Any], endpoint: str, series: str) -> float | None:
+    """What the server adds to a call: HTTP p50 minus in-process p50 of the same run (None without HTTP)."""
+    http = result.get("http", {}).get(endpoint, {}).get(series)
+    ours = result.get("embedded", {}).get(endpoint, {}).get(series)
+    return round(http["p50_ms"] - ours["p50_ms"], 2) if http and ours else None
+
+
+def _figures(result: dict[str, Any]) -> dict[str, float]:
+    """Every comparable figure of a result by label: latencies (ms, lower is better) and rates (higher is)."""
+    figures: dict[str, float] = {}
+    for endpoint in ENDPOINTS:
+        for series in ("default", "varied"):
+            where = f"{endpoint} {series}"
+            for side, key in (("in-process", "embedded"), ("HTTP", "http")):
+                found = result.get(key, {}).get(endpoint, {}).get(series)
+                for q in ("p50", "p95", "p99"):
+                    if found:
+                        figures[f"{where}: {side} {q} (ms)"] = found[f"{q}_ms"]
+            overhead = overhead_ms(result, endpoint, series)
+            if overhead is not None:
+                figures[f"{where}: server overhead p50 (ms)"] = overhead
+            ratio = result.get("duckdb", {}).get("ratio_duckdb_p50_to_ours", {}).get(endpoint, {}).get(series, {})
+            for side in ("in_process", "http"):
+                if isinstance(ratio.get(side), int | float):
+                    figures[f"{where}: DuckDB ÷ ours, {side.replace('_', '-')} (×)"] = ratio[side]
+    for name, found in result.get("ingestion", {}).get("bulk", {}).items():
+        figures[f"bulk append {name} (rows/s)"] = found["rows_per_second"]
+    for key in ("events_api_in_process", "events_api_http"):
+        if key in result.get("ingestion", {}):
+            figures[f"{key.replace('_', ' ')} (rows/s)"] = result["ingestion"][key]["rows_per_second"]
+    server = result.get("server", {})
+    for key, label in (("ready_seconds", "serve ready (s)"), ("peak_rss_mb", "serve peak memory (MB)")):
+        if isinstance(server.get(key), int | float):
+            figures[label] = server[key]
+    return figures
+
+
+def load_result(path: Path) -> dict[str, Any]:
+    """A result `tbkit bench --out` wrote; TbkitError naming the file when it is not one."""
+    try:
+        result = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise TbkitError(f"{path}: cannot read it ({e.strerror})") from None
+    except ValueError as e:
+        raise TbkitError(f"{path}: not JSON ({e}); expected a result written by tbkit bench --out") from None
+    if not isinstance(result, dict) or "embedded" not in result:
+        raise TbkitError(f"{path}: not a tbkit bench result (no 'embedded' figures); expected one written by --out")
+    return result
+
+
+def compare(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """A markdown table of every figure two results share: old, new, and new ÷ old.
+
+    For times a ratio under 1 is an improvement; for rates (rows/s, DuckDB ÷ ours) one over 1 is.
+    """
+    before, after = _figures(old), _figures(new)
+    lines = [
+        f"Old: {old.get('command') or '?'} (scale {old.get('scale', '?')}); "
+        f"new: {new.get('command') or '?'} (scale {new.get('scale', '?')})",
+        "",
+        "| Figure | Old | New | New ÷ old |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, value in before.items():
+        if label not in after:
+            continue
+        ratio = f"{after[label] / value:.2f}×" if value else "-"
+        lines.append(f"| {label} | {value:,} | {after[label]:,} | {ratio} |")
+    missing = sorted(set(before) ^ set(after))
+    if missing:
+        lines += ["", "In one result only: " + ", ".join(missing)]
     return "\n".join(lines) + "\n"
 
 

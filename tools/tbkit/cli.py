@@ -138,6 +138,9 @@ def exactly_one_of(*names: str):
     return decorator
 
 
+SCALE_HELP = "Named data scale: S = 10k customers, M = 100k, L = 1M (check --budgets: also those of budgets.yaml)."
+
+
 def size_options(min_customers: int):
     """--scale or --customers (exactly one): the size of generated data, for datagen and bench."""
 
@@ -147,11 +150,7 @@ def size_options(min_customers: int):
             type=click.IntRange(min=min_customers),
             help="A custom number of customers instead of a named --scale.",
         )(function)
-        function = click.option(
-            "--scale",
-            type=click.Choice(["S", "M", "L"]),
-            help="Named scale: S = 10k customers, M = 100k, L = 1M.",
-        )(function)
+        function = click.option("--scale", type=click.Choice(["S", "M", "L"]), help=SCALE_HELP)(function)
         return exactly_one_of("scale", "customers")(function)
 
     return decorator
@@ -241,6 +240,47 @@ def _print_assertions(results) -> None:
             click.echo(f"    {json.dumps(row, default=str)}")
 
 
+def _print_audit(report, prefix: str = "") -> None:
+    """One line per materialized datasource, then its differing keys with both values."""
+    for result in report.targets if report else []:
+        mark = OK if result.ok else FAIL
+        feeders = ", ".join(result.materializations)
+        click.echo(f"{mark} {prefix}{result.target:<32} {result.rows_compared:>10,} rows compared  ({feeders})")
+        if not result.ok:
+            click.echo(f"    {result.differing:,} differing keys (expected: from the sources; actual: stored)")
+        for difference in result.differences:
+            key = ", ".join(f"{name}={value!r}" for name, value in difference.key.items())
+            click.echo(f"    {key}")
+            click.echo(f"      expected: {json.dumps(difference.expected, default=str)}")
+            click.echo(f"      actual:   {json.dumps(difference.actual, default=str)}")
+
+
+def _print_coverage(report) -> None:
+    """`✓ coverage <endpoint>: 2/2 parameters, 4/4 branches (100%)`, then what no case exercises."""
+    for endpoint in report.endpoints if report else []:
+        below = report.min_percent is not None and endpoint.percent < report.min_percent
+        mark = FAIL if below else OK if not endpoint.missing() else "~"
+        click.echo(f"{mark} coverage {endpoint.summary()}")
+        for line in endpoint.missing():
+            click.echo(f"    {line}")
+
+
+def _print_budgets(report) -> None:
+    """`✓ budget <endpoint>: N calls, at most R rows read (budget B) ...`, then every call over it."""
+    if report is None:
+        return
+    data = ", ".join(f"{name} {rows:,}" for name, rows in report.data.items())
+    click.echo(f"» budgets at scale {report.scale} ({data})", err=True)
+    for endpoint in report.endpoints:
+        click.echo(f"{OK if endpoint.ok else FAIL} budget {endpoint.summary()}")
+        for line in endpoint.problems[:5]:
+            click.echo(f"    {line}")
+        if len(endpoint.problems) > 5:
+            click.echo(f"    ... and {len(endpoint.problems) - 5} more")
+    if report.baseline_written:
+        click.echo(f"{MARKS['updated']} baseline at scale {report.scale} written to {report.baseline_written}")
+
+
 @main.command()
 @watch_option
 @layout_options
@@ -262,6 +302,27 @@ def _print_assertions(results) -> None:
 @click.option("--seed", is_flag=True, help="Seed fixtures into a remote target (refused otherwise for cloud).")
 @click.option("--rel-tol", type=float, default=1e-9, show_default=True, help="Relative tolerance for floats.")
 @click.option("--junit", type=FILE, help="Write a JUnit XML report here.")
+@click.option("--audit", "with_audit", is_flag=True, help="Also audit every materialized datasource of the target.")
+@click.option(
+    "--min-coverage",
+    type=click.FloatRange(0, 100),
+    metavar="PERCENT",
+    help="Fail when an endpoint's cases exercise less than this share of its parameters and branches.",
+)
+@click.option(
+    "--budgets",
+    "with_budgets",
+    is_flag=True,
+    help="Also measure rows and bytes read on generated data (--scale) and compare with fixtures/budgets.yaml.",
+)
+@click.option("--scale", help=SCALE_HELP)
+@click.option("--baseline", is_flag=True, help="With --budgets, record the figures in fixtures/budgets-baseline.json.")
+@click.option(
+    "--threshold",
+    type=click.FloatRange(min=0),
+    metavar="PERCENT",
+    help="With --budgets, fail above the baseline plus this share (default: budgets.yaml's, 25).",
+)
 @json_option
 def check(
     project_dir,
@@ -275,6 +336,12 @@ def check(
     seed,
     rel_tol,
     junit,
+    with_audit,
+    min_coverage,
+    with_budgets,
+    scale,
+    baseline,
+    threshold,
     as_json,
 ):
     """Check every endpoint against its golden files and its contract.
@@ -301,11 +368,14 @@ def check(
     """
     import os
 
+    from .check import Options, github_annotations, write_junit
     from .check import check as run
-    from .check import github_annotations, write_junit
 
     if accept_breaking and not update:
         raise click.UsageError("--accept-breaking only applies with --update")
+    if (scale or baseline or threshold is not None) and not with_budgets:
+        raise click.UsageError("--scale, --baseline and --threshold only apply with --budgets")
+    options = Options(with_audit, min_coverage, (scale or "S") if with_budgets else None, baseline, threshold)
     report = run(
         Layout.at(project_dir, fixtures_dir),
         target=target,
@@ -318,6 +388,7 @@ def check(
         accept_breaking=accept_breaking,
         on_result=None if as_json else _print_result,
         on_message=lambda message: click.echo(f"» {message}", err=True),
+        options=options,
     )
     if junit:
         write_junit(report, junit)
@@ -326,6 +397,9 @@ def check(
     else:
         _print_contract_changes(report.contracts)
         _print_assertions(report.assertions)
+        _print_audit(report.audit, prefix="audit ")
+        _print_coverage(report.coverage)
+        _print_budgets(report.budgets)
         click.echo(("" if report.ok else "\n") + report.summary())
     if os.environ.get("GITHUB_ACTIONS") == "true":
         root = Path(os.environ.get("GITHUB_WORKSPACE") or ".")
@@ -367,17 +441,7 @@ def audit(project_dir, fixtures_dir, target, token, limit, as_json):
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
     else:
-        for result in report.targets:
-            mark = OK if result.ok else FAIL
-            feeders = ", ".join(result.materializations)
-            click.echo(f"{mark} {result.target:<32} {result.rows_compared:>10,} rows compared  ({feeders})")
-            if not result.ok:
-                click.echo(f"    {result.differing:,} differing keys (expected: from the sources; actual: stored)")
-            for difference in result.differences:
-                key = ", ".join(f"{name}={value!r}" for name, value in difference.key.items())
-                click.echo(f"    {key}")
-                click.echo(f"      expected: {json.dumps(difference.expected, default=str)}")
-                click.echo(f"      actual:   {json.dumps(difference.actual, default=str)}")
+        _print_audit(report)
     sys.exit(0 if report.ok else 1)
 
 
@@ -675,6 +739,19 @@ def deploy(project_dir, target, check_only, allow_destructive_operations):
     click.echo(f"{OK} tb {target} deploy {'check passed' if check_only else 'succeeded'}")
 
 
+def _bench_compare(ctx: click.Context, paths: tuple[Path, Path] | None) -> None:
+    """`bench --compare OLD NEW`: print the comparison and stop, before --scale is asked for."""
+    if not paths or ctx.resilient_parsing:
+        return
+    from .bench import compare, load_result
+
+    try:
+        click.echo(compare(load_result(paths[0]), load_result(paths[1])), nl=False)
+    except TbkitError as e:
+        raise click.BadParameter(str(e), ctx, param_hint="--compare") from None
+    ctx.exit()
+
+
 @main.command()
 @size_options(min_customers=100)
 @click.option(
@@ -697,6 +774,16 @@ def deploy(project_dir, target, check_only, allow_destructive_operations):
 @project_option
 @click.option("--out", type=FILE, help="JSON result (default: result-<scale>.json in --work-dir).")
 @markdown_option
+@click.option(
+    "--compare",
+    nargs=2,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="OLD.json NEW.json",
+    is_eager=True,
+    expose_value=False,
+    callback=lambda ctx, param, paths: _bench_compare(ctx, paths),
+    help="Measure nothing: print every figure of two --out results side by side with its ratio (new ÷ old).",
+)
 def bench(scale, customers, target, calls, random_seed, no_peer, work_dir, project_dir, out, markdown_path):
     """Measure ingestion and endpoint latency at a scale, beside DuckDB on the same data.
 
@@ -709,6 +796,7 @@ def bench(scale, customers, target, calls, random_seed, no_peer, work_dir, proje
     Examples:
       tbkit bench --scale S
       tbkit bench --scale L --target http --markdown docs/bench-L.md
+      tbkit bench --compare before-S.json after-S.json
     """
     from .bench import BenchConfig, markdown, run
 
