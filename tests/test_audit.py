@@ -146,3 +146,57 @@ def test_the_same_audit_runs_over_a_tinybird_api(start_server, layout):
     assert [(d["key"], d["expected"]["transactions"], d["actual"]["transactions"]) for d in cltv["differences"]] == [
         ({"customer_id": "cust_001"}, 3, 4)
     ]
+
+
+def test_check_audit_runs_the_audit_on_the_embedded_target(monkeypatch, repo):
+    passed = CliRunner().invoke(main, ["check", "--audit"])
+    assert passed.exit_code == 0, passed.output
+    audit_lines = [" ".join(line.split()) for line in passed.output.splitlines() if line.startswith("✓ audit ")]
+    assert audit_lines == [
+        "✓ audit customer_cltv_mv 41 rows compared (customer_cltv_locations, customer_cltv_transactions)",
+        "✓ audit customer_engagement_mv 37 rows compared (customer_engagement)",
+        "✓ audit customer_events_by_customer_mv 246 rows compared (customer_events_by_customer)",
+        "✓ audit customers_latest_mv 39 rows compared (customers_latest)",
+    ]
+    without = CliRunner().invoke(main, ["check"])
+    assert without.exit_code == 0 and "audit" not in without.output
+    prepare = targets.EmbeddedTarget.prepare
+
+    def prepare_then_stray(self, fixtures_dir: Path):
+        results = prepare(self, fixtures_dir)
+        stray = b'{"customer_id": "cust_001", "cltv": 5.5, "transactions": 1}\n'
+        assert self.workspace.append("customer_cltv_mv", stray).successful_rows == 1
+        return results
+
+    monkeypatch.setattr(targets.EmbeddedTarget, "prepare", prepare_then_stray)
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    failed = CliRunner().invoke(main, ["check", "--audit"])
+    assert failed.exit_code == 1, failed.output
+    assert "✗ audit customer_cltv_mv" in failed.output
+    assert "customer_id='cust_001'" in failed.output
+    assert "1 materialized datasource differs from its sources) in" in failed.output
+    assert (
+        "::error title=audit customer_cltv_mv::1 keys differ from what customer_cltv_locations, "
+        "customer_cltv_transactions make" in failed.output
+    )
+
+
+def test_check_audit_runs_over_a_tinybird_api_and_reports_in_json(start_server, layout):
+    from tbkit.client import TinybirdClient
+
+    server = start_server()
+    client = TinybirdClient(server.url, server.token)
+    for name in LANDING:
+        client.append_ndjson(name, layout.fixtures_dir / f"{name}.ndjson")
+    args = ["check", "--target", server.url, "--token", server.token, "--audit", "--json"]
+    passed = CliRunner().invoke(main, args)
+    assert passed.exit_code == 0, passed.output
+    report = json.loads(passed.output)
+    assert {t["target"]: t["rows_compared"] for t in report["audit"]["targets"]} == FIXTURE_KEYS
+    client.append_ndjson("customer_cltv_mv", b'{"customer_id": "cust_001", "cltv": 5.5, "transactions": 1}\n')
+    failed = CliRunner().invoke(main, args)
+    assert failed.exit_code == 1, failed.output
+    report = json.loads(failed.output)
+    assert report["ok"] is False  # the stray row also changes cust_001's cases: both are reported
+    [cltv] = [t for t in report["audit"]["targets"] if not t["ok"]]
+    assert (cltv["target"], cltv["differing"]) == ("customer_cltv_mv", 1)

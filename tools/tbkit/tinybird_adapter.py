@@ -108,6 +108,39 @@ def template_parameters(sql: str, node_name: str) -> list[dict]:
         raise TemplateError(str(e)) from None
 
 
+def template_if_chains(sql: str, node_name: str) -> list[tuple[int, list[str]]]:
+    """Every `{% if %}` of a `%` template, in the order they appear (outer before inner): the line of the
+    `if` in the template and the statement of each of its arms (`if x`, `elif y`, `else`), from Tinybird's own
+    template parser. A template the engine cannot parse raises TemplateError.
+    """
+    try:
+        template, _, _ = sql_template.get_template_and_variables(sql, node_name)
+    except _TEMPLATE_PARSE_ERRORS as e:
+        raise TemplateError(str(e)) from None
+    chains: list[tuple[int, list[str]]] = []
+
+    def walk(chunks: list[Any]) -> None:
+        for chunk in chunks:
+            statement = getattr(chunk, "statement", None)
+            body = getattr(chunk, "body", None)
+            if statement is None or body is None:
+                continue
+            if statement.split(None, 1)[0] == "if":
+                arms = [statement] + [
+                    c.statement for c in body.chunks if type(c).__name__ == "_IntermediateControlBlock"
+                ]
+                chains.append((chunk.line, [" ".join(a.split()) for a in arms]))
+            walk(body.chunks)
+
+    walk(template.file.body.chunks)
+    return chains
+
+
+def template_file_line(path: str | Path, node: str, lineno: int) -> int | None:
+    """The line of the `.pipe` file at `path` that holds line `lineno` of node `node`'s template."""
+    return _template_line(str(path), node, lineno)
+
+
 def render_template(sql: str, variables: dict[str, Any], node_name: str, secrets: dict[str, str] | None = None) -> str:
     """Render a `%` template with request parameters; bad or missing parameters raise ParameterError.
 
