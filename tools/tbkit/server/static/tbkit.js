@@ -267,7 +267,12 @@
         : el("p", { class: "muted" }, "This endpoint takes no parameters."),
       el("div", { class: "actions" },
         el("button", { type: "submit", class: "primary" }, "Run"),
-        el("button", { type: "reset", class: "secondary" }, "Clear")));
+        el("button", { type: "button", class: "secondary", onclick: () => clear() }, "Clear")));
+    const clear = () => {
+      for (const field of form.querySelectorAll("input, select")) field.value = "";
+      window.history.replaceState(null, "", `#${endpoint.name}`);
+      replace(result, empty("Fill in the parameters and press Run."));
+    };
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       const params = new URLSearchParams();
@@ -393,10 +398,10 @@
         (datasource.materialized_from || []).length
           ? el("li", {}, "written by ", datasource.materialized_from.map((p) => p.name).join(", ")) : null),
       section("Schema", plural((datasource.columns || []).length, "column"), schema),
-      section("Latest rows", order ? `the 20 latest by ${order.name}` : "20 rows", latest),
+      section("Latest rows", order ? `the 10 latest by ${order.name}` : "10 rows", latest),
       section("Quarantine", "rows that did not fit, latest first, with their errors", quarantine));
     const by = order ? ` ORDER BY ${quote(order.name)} DESC` : "";
-    loadRows(latest, `SELECT * FROM ${quote(datasource.name)}${by} LIMIT 20`,
+    loadRows(latest, `SELECT * FROM ${quote(datasource.name)}${by} LIMIT 10`,
       { empty: "No rows yet.", label: "Latest rows" });
     loadRows(quarantine, `SELECT * FROM ${quote(datasource.name + "_quarantine")} ORDER BY insertion_date DESC LIMIT 50`,
       { empty: "No rows in quarantine.", label: "Quarantine rows", first: QUARANTINE_FIRST,
