@@ -285,3 +285,37 @@ def test_the_tbkit_dev_process_prints_every_case_then_reacts_to_a_save(repo):
     assert code == 0, output.read_text()
     data_dir = text().split("(data in ", 1)[1].split(")", 1)[0]
     assert not Path(data_dir).exists()  # the fresh data directory is removed on exit
+
+
+def test_requests_during_rebuilds_see_the_old_build_or_the_new_one(dev):
+    revenue = total_revenue(dev)
+    answers: list[tuple[int, float | None]] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            response = dev.get("/v0/pipes/cltv_summary.json")
+            body = response.json()
+            answers.append((response.status_code, body["data"][0]["total_revenue"] if "data" in body else body))
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for reader in readers:
+        reader.start()
+    fixture = Path("fixtures/customer_transactions.ndjson")
+    try:
+        for _ in range(2):
+            edit(CLTV_PIPE, REVENUE, DOUBLED)  # in place: a new project over the same tables
+            assert dev.reload(CLTV_PIPE).build_error is None
+            fixture.write_text(fixture.read_text() + "\n")  # beside: transactions and customer_cltv_mv reloaded
+            assert dev.reload(fixture).build_error is None
+            edit(CLTV_PIPE, DOUBLED, REVENUE)
+            assert dev.reload(CLTV_PIPE).build_error is None
+            fixture.write_text(fixture.read_text() + "\n")
+            assert dev.reload(fixture).build_error is None
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join(60)
+    assert len(answers) > 10
+    assert {status for status, _ in answers} == {200}
+    assert {value for _, value in answers} <= {revenue, revenue * 2}

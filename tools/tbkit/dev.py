@@ -184,6 +184,7 @@ class Plan:
     rebuilt: set[str]  # every datasource whose rows are not copied from the previous build
     sources: set[str]  # datasources whose downstream targets are repopulated
     endpoints: set[str]
+    tables_changed: bool  # a datasource or materialization datafile changed, was added or removed
 
 
 def plan(old: Project, old_texts: dict[str, dict[str, str]], new: Project, change: Change) -> Plan:
@@ -217,7 +218,10 @@ def plan(old: Project, old_texts: dict[str, dict[str, str]], new: Project, chang
         for name in new.endpoints
         if name in changed_pipes or endpoint_reads(new, name) & touched or name in change.case_endpoints
     }
-    return Plan(reloaded, rebuilt, sources, endpoints)
+    materializations = {n: t for n, t in new_texts["pipe"].items() if n in new.materializations}
+    old_materializations = {n: t for n, t in old_texts["pipe"].items() if n in old.materializations}
+    tables_changed = new_texts["datasource"] != old_texts["datasource"] or materializations != old_materializations
+    return Plan(reloaded, rebuilt, sources, endpoints, tables_changed)
 
 
 # -- the loop ---------------------------------------------------------------------------------------------
@@ -371,7 +375,8 @@ class DevLoop:
         engine = self.workspace.engine
         if not steps.rebuilt:  # endpoints only, or datafile text outside the tables' schemas
             workspace = engine.workspace(self.workspace.name, project, self.workspace.query_timeout)
-            workspace.build(drop_stages=False)  # appends in flight have their stages
+            if steps.tables_changed:  # a materialization's query, in place; a removed one's view dropped
+                workspace.build(drop_stages=False)  # appends in flight have their stages
         else:
             name = self.base_name + "_b" if self.workspace.name == self.base_name else self.base_name
             workspace = engine.workspace(name, project, self.workspace.query_timeout)
