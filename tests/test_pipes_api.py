@@ -236,3 +236,16 @@ def test_before_the_tables_are_known_a_service_datasource_reads_as_empty(monkeyp
     assert stats.subquery("tinybird.pipe_stats", "db").endswith(
         f"FROM {stats.DATABASE}.pipe_stats WHERE workspace = 'db'"
     )
+
+
+def test_an_endpoint_answer_carries_no_etag_and_is_never_a_304(server):
+    response = get(server, "/v0/pipes/customer_cltv.json", customer_id="cust123")
+    assert response.status_code == 200 and response.json()["data"]
+    assert "Etag" not in response.headers
+    again = requests.get(
+        f"{server.url}/v0/pipes/customer_cltv.json",
+        params={"customer_id": "cust123"},
+        headers={**server.headers(), "If-None-Match": '"*"'},
+        timeout=30,
+    )
+    assert again.status_code == 200 and again.json()["data"] == response.json()["data"]

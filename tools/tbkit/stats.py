@@ -178,7 +178,7 @@ class RequestLog:
 
     def __init__(self, engine: Any):
         self._engine = engine
-        self._pending: list[dict[str, Any]] = []
+        self._pending: list[tuple[str, EndpointRequest]] = []
         self._lock = threading.Lock()  # guards _pending and _scheduled; never held during engine work
         self._flush_lock = threading.Lock()  # one write at a time, in recording order
         self._scheduled = False
@@ -196,7 +196,7 @@ class RequestLog:
     def record(self, database: str, request: EndpointRequest, executor: Executor) -> None:
         """Add a request to the batch (on the event loop); the batch is written in `executor` soon after."""
         with self._lock:
-            self._pending.append(request.row(database))
+            self._pending.append((database, request))  # made a row when written, off the event loop
             full = len(self._pending) >= BATCH_ROWS
             first = not self._scheduled
             self._scheduled = True
@@ -219,7 +219,7 @@ class RequestLog:
                 rows, self._pending, self._scheduled = self._pending, [], False
             if not rows:
                 return 0
-            data = "\n".join(json.dumps(row) for row in rows)
+            data = "\n".join(json.dumps(request.row(database)) for database, request in rows)
             try:
                 self.ensure_tables()
                 self._engine.execute(f"INSERT INTO {DATABASE}.pipe_stats_rt FORMAT JSONEachRow\n{data}")

@@ -168,10 +168,11 @@ class NotFoundHandler(BaseHandler):
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
-    """Access log without token values."""
+    """Access log without token values (nothing is formatted when the level is not logged)."""
     status = handler.get_status()
     level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    logger = logging.getLogger("tornado.access")
+    if not logger.isEnabledFor(level):
+        return
     request = handler.request
-    logging.getLogger("tornado.access").log(
-        level, "%d %s %s %.1fms", status, request.method, redact(request.uri), 1000 * request.request_time()
-    )
+    logger.log(level, "%d %s %s %.1fms", status, request.method, redact(request.uri), 1000 * request.request_time())

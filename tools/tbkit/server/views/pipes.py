@@ -235,6 +235,10 @@ class EndpointHandler(BaseHandler):
     _call: tuple[Tenant, str, dict[str, str]] | None = None
     _read: tuple[int, int, int] = (0, 0, 0)
 
+    def compute_etag(self) -> None:
+        """No ETag (nor a hash of every answer to compute it): as Tinybird, an endpoint's answer is never a 304."""
+        return None
+
     async def get(self, name: str, fmt: str) -> None:
         await self._answer(name, fmt, self.query_params())
 
