@@ -319,3 +319,36 @@ def test_requests_during_rebuilds_see_the_old_build_or_the_new_one(dev):
     assert len(answers) > 10
     assert {status for status, _ in answers} == {200}
     assert {value for _, value in answers} <= {revenue, revenue * 2}
+
+
+def test_a_broken_golden_file_is_a_build_error_and_irrelevant_files_run_nothing(dev):
+    golden = Path("fixtures/golden/cltv_summary/defaults.json")
+    golden.write_text('{"status": 200,\n  "data": [}\n')
+    report = dev.reload(golden)
+    assert (report.build_error["file"], report.build_error["line"]) == (str(golden), 2)
+    assert report.build_error["message"].startswith("invalid JSON")
+    assert dev.loop.state.snapshot()["running"] is False
+    assert dev.reload(Path("tinybird/.endpoints.swp"), Path("README.md"), Path("fixtures/contracts/x.yaml")) is None
+
+
+def test_a_kept_data_directory_serves_the_last_build_and_its_rows_at_the_next_start(repo, engine):
+    server = DevServer(engine, repo)
+    try:
+        server.loop.run_all()
+        append(server, "customer_demographics", '{"customer_id": "cust_kept", "age": 40, "location": "Oslo"}')
+        fixture = Path("fixtures/customer_transactions.ndjson")
+        fixture.write_text(fixture.read_text() + "\n")
+        server.reload(fixture)  # rebuilt beside: served from the second database until the loop closes
+        assert server.service.main.workspace.name.endswith("main_b")
+    finally:
+        server.thread.stop()
+        server.loop.close()
+        server.service.close()
+    config = server.service.config
+    again = Service(config, engine=engine)
+    try:
+        assert again.main.workspace.name == server.loop.base_name
+        assert again.main.workspace.count_where("customer_demographics", "customer_id = 'cust_kept'") == 1
+    finally:
+        again.main.workspace.drop()
+        again.close()

@@ -25,7 +25,7 @@ from typing import Any
 from . import ddl, fixtures, golden
 from .check import CaseResult, run_case
 from .engine import Engine, Workspace
-from .errors import TbkitError
+from .errors import ProjectError, TbkitError
 from .golden import Case, Response
 from .layout import Layout
 from .project import Datasource, Project, load_project
@@ -331,13 +331,12 @@ class DevLoop:
 
     def run_all(self) -> RunReport:
         """Run every golden case (the first run)."""
-        started = time.perf_counter()
-        self.state.begin([])
-        try:
-            self.cases = golden.load_cases(self.layout.cases_dir, self.project)
-        except TbkitError as e:
-            return self._failed(RunReport(), e, started)
-        return self._run(RunReport(endpoints={c.endpoint for c in self.cases}), self.cases, started)
+        return self._guarded(RunReport(), [], None, self._run_all)
+
+    def _run_all(self, report: RunReport, started: float, first_event_at: float | None) -> RunReport:
+        self.cases = golden.load_cases(self.layout.cases_dir, self.project)
+        report.endpoints = {c.endpoint for c in self.cases}
+        return self._run(report, self.cases, started, first_event_at)
 
     def on_batch(self, batch: Batch) -> RunReport | None:
         """`reload` for a watcher's batch, timed from its first event."""
@@ -346,29 +345,44 @@ class DevLoop:
     def reload(self, paths: Iterable[Path], first_event_at: float | None = None) -> RunReport | None:
         """Rebuild what the changed paths touch and rerun the affected cases; None when nothing relevant changed.
 
-        A project or case file that does not load, or a build that fails, is reported with its file and line
-        and leaves the last good build served.
+        A project, case or golden file that does not load, or a build that fails, is reported with its file and
+        line and leaves the last good build served.
         """
         change = classify(paths, self.layout)
         if not change.relevant:
             return None
-        started = time.perf_counter()
-        report = RunReport(changed=change.paths)
-        self.state.begin(change.paths)
-        try:
-            project = load_project(self.layout.project_dir) if change.datafiles else self.project
-            cases = golden.load_cases(self.layout.cases_dir, project)
-            endpoints = set(change.case_endpoints)
-            if change.datafiles or change.fixtures:
-                steps = plan(self.project, self._texts, project, change)
-                self._rebuild(project, steps)
-                endpoints = steps.endpoints
-        except TbkitError as e:
-            return self._failed(report, e, started, first_event_at)
+        return self._guarded(RunReport(changed=change.paths), change.paths, first_event_at, self._reload, change)
+
+    def _reload(self, report: RunReport, started: float, first_event_at: float | None, change: Change) -> RunReport:
+        project = load_project(self.layout.project_dir) if change.datafiles else self.project
+        cases = golden.load_cases(self.layout.cases_dir, project)
+        endpoints = set(change.case_endpoints)
+        if change.datafiles or change.fixtures:
+            steps = plan(self.project, self._texts, project, change)
+            self._rebuild(project, steps)
+            endpoints = steps.endpoints
         self.cases = cases
         report.endpoints = endpoints
         selected = [case for case in cases if case.endpoint in endpoints]
         return self._run(report, selected, started, first_event_at)
+
+    def _guarded(
+        self, report: RunReport, changed: list[str], first_event_at: float | None, step: Callable, *args: Any
+    ) -> RunReport:
+        """Run a step of the loop; a user's mistake (or a file gone mid-save) ends it as a build error, and
+        anything else leaves the state not running before it propagates."""
+        started = time.perf_counter()
+        self.state.begin(changed)
+        try:
+            return step(report, started, first_event_at, *args)
+        except (TbkitError, OSError) as e:
+            error = e  # an OSError: a file removed or unreadable between the event and the read
+            if isinstance(e, OSError):
+                error = ProjectError(f"cannot read it: {e.strerror}", path=e.filename and str(e.filename))
+            return self._failed(report, error, started, first_event_at)
+        except BaseException:
+            self.state.finish([c.id for c in self.cases], [], {"file": "", "line": None, "message": "internal error"})
+            raise
 
     def _rebuild(self, project: Project, steps: Plan) -> None:
         """Build `project` and publish it: in place when no datasource's rows change, else beside the served one."""

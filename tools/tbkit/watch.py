@@ -8,6 +8,7 @@ of its first event (when the user saved). The wait is on the library's events, w
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -22,6 +23,7 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
+log = logging.getLogger("tbkit.watch")
 # How long no event must arrive before a burst is over. Editors' write-rename sequences take a few ms.
 QUIET_SECONDS = 0.1
 
@@ -112,10 +114,18 @@ class Watcher:
             return None
 
     def _deliver(self) -> None:
-        if self.on_start:
-            self.on_start()
+        self._call(self.on_start)
         while (batch := self._next_batch()) is not None:
-            self.on_batch(batch)
+            self._call(self.on_batch, batch)
+
+    @staticmethod
+    def _call(function: Callable | None, *args: object) -> None:
+        if function is None:
+            return
+        try:
+            function(*args)
+        except Exception:  # logged, and the watcher goes on: the next save gets its run
+            log.exception("the run after a change failed")
 
 
 class _Collector(FileSystemEventHandler):
