@@ -69,7 +69,7 @@ class ServeProcess:
             try:
                 if requests.get(f"{self.url}/v0/health", timeout=1).status_code == 200:
                     return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or too busy starting to answer
                 pass
             if time.monotonic() > limit:
                 self.stop()

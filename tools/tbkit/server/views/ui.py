@@ -9,6 +9,7 @@ they are in the repository.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from urllib.parse import quote
 
@@ -59,6 +60,13 @@ class StaticHandler(tornado.web.StaticFileHandler):
 
     def initialize(self, service: Service) -> None:  # the route table hands every handler the service
         super().initialize(path=str(STATIC))
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        """Errors in the API's shape, `{"error": ...}`, as every other path answers them."""
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        reason = error.log_message if isinstance(error, tornado.web.HTTPError) and error.log_message else None
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"error": f"Not found: {self.request.path}" if status_code == 404 else reason}))
 
     def set_extra_headers(self, path: str) -> None:
         self.set_header("X-Content-Type-Options", "nosniff")
