@@ -30,6 +30,7 @@ ENDPOINTS = (
 PER_CUSTOMER = ("customer_segment_lookup", "customer_cltv")
 LOCATIONS = ["New York", "Chicago", "Austin", "Seattle", "Miami", "Boston", "Denver"]
 EVENT_TYPES = ["purchase", "login", "page_view", "add_to_cart"]
+SMALL = 50_000  # customers: below this, data is generated in this process
 
 
 def prepare_data(
@@ -49,10 +50,12 @@ def prepare_data(
         if all((folder / f"{name}.ndjson").is_file() for name in datagen.DATASOURCES):
             return folder, report
     log(f"generating {label} data into {folder}")
+    size = datagen.SCALES[scale].customers if scale in datagen.SCALES else customers or 0
+    workers = 2 if size >= SMALL else 1  # starting worker processes costs more than a small scale takes
     if scale:
-        report = datagen.generate_scale(folder, scale, seed, workers=2).to_dict()
+        report = datagen.generate_scale(folder, scale, seed, workers=workers).to_dict()
     elif customers:
-        report = datagen.generate(folder, customers, seed=seed, workers=2).to_dict()
+        report = datagen.generate(folder, customers, seed=seed, workers=workers).to_dict()
     else:
         raise TbkitError(f"scale {label}: give a named scale or a number of customers")
     report_path.write_text(json.dumps(report))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import uuid
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -269,14 +270,17 @@ def judge(result: EndpointBudget, scale: str, threshold: float) -> None:
 
 
 def measure(
-    workspace: Any, endpoints: list[str], cases: list[Case], draw: workload.Parameters, calls: int
+    workspace: Any, endpoints: list[str], cases: list[Case], customers: int, seed: int, calls: int
 ) -> dict[str, list[Call]]:
     """Call every endpoint with its cases' parameters, `calls` default and `calls` varied ones; what each read.
 
-    A call the endpoint refuses (an error case, a 400) reads nothing and is left out.
+    Each endpoint draws its parameters from a generator of its own, so narrowing the run to some endpoints
+    calls them with the same parameters as a full run. A call the endpoint refuses (an error case, a 400)
+    reads nothing and is left out.
     """
     measured: dict[str, list[Call]] = {}
     for endpoint in endpoints:
+        draw = workload.Parameters(customers, zlib.crc32(f"{seed}:{endpoint}".encode()))
         series = [(f"case {c.name}", c.params) for c in cases if c.endpoint == endpoint]
         series += [("default", draw.default(endpoint)) for _ in range(calls)]
         series += [("varied", draw.varied(endpoint)) for _ in range(calls)]
@@ -343,8 +347,7 @@ def run(
         loaded = workload.load(workspace, folder, generated)
         workload.settle(workspace)
         report.data = {name: loaded[name]["successful_rows"] for name in datagen.DATASOURCES}
-        draw = workload.Parameters(generated["customers"], seed)
-        measured = measure(workspace, names, cases, draw, budget_file.calls)
+        measured = measure(workspace, names, cases, generated["customers"], seed, budget_file.calls)
     finally:
         workspace.drop()
     recorded = {} if baseline else load_baseline(baseline_path).get(scale, {})
