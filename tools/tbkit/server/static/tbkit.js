@@ -472,7 +472,7 @@
         el("header", { class: "panel-head" }, el("h2", {}, "Passing cases"),
           el("span", { class: "muted" }, plural(passed.length, "case"))),
         table([{ name: "endpoint" }, { name: "case" }, { name: "outcome" }, { name: "ms", type: "Float64" }],
-          passed.map((r) => ({ ...r, ms: Number(r.ms.toFixed(1)) })),
+          passed.map((r) => ({ ...r, ms: r.ms.toFixed(1) })),
           { empty: failed.length ? "No case passes." : "No case has run yet.", label: "Passing cases", types: false })));
   }
 
