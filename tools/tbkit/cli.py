@@ -352,8 +352,12 @@ def check(
     target, also compares each endpoint's parameters and columns with fixtures/contracts/<endpoint>.yaml and
     exits 1 on any change not accepted: --update writes compatible ones, --accept-breaking breaking ones too.
     Unless --endpoint or --case narrows the run, also runs the data-quality assertions of
-    fixtures/assertions.yaml (SQL that must return no rows) and exits 1 when one returns rows. Under GitHub
-    Actions (GITHUB_ACTIONS=true), each failure is also an `::error` annotation on its golden or assertions file.
+    fixtures/assertions.yaml (SQL that must return no rows) and exits 1 when one returns rows. Unless --case
+    narrows the run, reports which parameters and template branches each endpoint's cases exercise
+    (--min-coverage fails below a share). --audit compares every materialized datasource of the target with
+    its sources. --budgets measures the rows and bytes each endpoint reads on generated data of --scale and
+    fails over fixtures/budgets.yaml or past the baseline (--baseline records it). Under GitHub Actions
+    (GITHUB_ACTIONS=true), each failure is also an `::error` annotation on the file to look at.
 
     \b
     Examples:
@@ -363,6 +367,9 @@ def check(
       tbkit check --update --accept-breaking       # accept a renamed column in the contracts
       tbkit check --watch                          # rerun the affected cases on every save
       tbkit check --junit reports/junit.xml
+      tbkit check --audit --min-coverage 100       # materialized targets, every parameter and branch
+      tbkit check --budgets --scale S              # rows and bytes read on 10k generated customers
+      tbkit check --budgets --scale S --baseline   # record the figures in fixtures/budgets-baseline.json
       tbkit check --target local                   # Tinybird Local on TB_LOCAL_HOST:TB_LOCAL_PORT
       tbkit check --target http://localhost:7181 --token $TB_TOKEN --seed
     """
