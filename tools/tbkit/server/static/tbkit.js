@@ -363,16 +363,20 @@
       content);
   }
 
+  let opened = 0; // the latest datasource asked for: an answer for an earlier click is dropped
+
   async function showDatasource(item) {
     const detail = $("#detail");
+    const ticket = ++opened;
     let datasource;
     try {
       const listed = await api("/v0/datasources");
       datasource = listed.datasources.find((d) => d.name === item.name) || item;
     } catch (error) {
-      replace(detail, errorNotice(error, "Reading the datasource"));
+      if (ticket === opened) replace(detail, errorNotice(error, "Reading the datasource"));
       return;
     }
+    if (ticket !== opened) return;
     const stats = datasource.statistics || {};
     const engine = datasource.engine || {};
     const order = timeColumn(datasource.columns || []);
