@@ -314,6 +314,8 @@ class DevLoop:
         self.state = ChecksState()
         self.cases: list[Case] = []
         self._texts = datafile_texts(workspace.project)  # as built: the files change under the loop
+        # The build the served one replaced, and the names of its parts copied so far, by table.
+        self._replaced: tuple[Workspace, dict[str, set[str]]] | None = None
         self._target = _WorkspaceTarget(self)
 
     @property
@@ -392,24 +394,43 @@ class DevLoop:
             if steps.tables_changed:  # a materialization's query, in place; a removed one's view dropped
                 workspace.build(drop_stages=False)  # appends in flight have their stages
         else:
+            self._carry_appends()  # the build about to be dropped may still hold late appends
+            self._replaced = None
             name = self.base_name + "_b" if self.workspace.name == self.base_name else self.base_name
             workspace = engine.workspace(name, project, self.workspace.query_timeout)
             workspace.drop()  # the build before the served one: no request reads it any more
+            copied: dict[str, set[str]] = {}
             try:
                 workspace.build()
                 for datasource in project.datasources:
                     if datasource not in steps.rebuilt:
-                        workspace.attach_rows(self.workspace, datasource)
+                        track = datasource in project.landing_datasources
+                        copied |= workspace.attach_rows(self.workspace, datasource, track=track)
                 for source in sorted(steps.sources):
                     workspace.rebuild_downstream(source)
                 files = fixtures.fixture_files(project, self.layout.fixtures_dir)
                 fixtures.seed(workspace.append, [f for f in files if f.datasource in steps.reloaded])
             except BaseException:
                 workspace.drop()
+                self.workspace.resume_merges(copied)  # the served build goes on as it was
                 raise
+            self._replaced = (self.workspace, copied)
         self.workspace = workspace
         self._texts = datafile_texts(project)
         self.publish(workspace)
+        self._carry_appends()
+
+    def _carry_appends(self) -> None:
+        """Copy into the served build the rows appended to the build it replaced after its data was copied.
+
+        Appends go to whichever build is served when they start: those made to the old build during a rebuild
+        are copied here once it is published, and those still in flight then, at the next rebuild or at close.
+        """
+        if self._replaced is None:
+            return
+        replaced, copied = self._replaced
+        for table, parts in copied.items():
+            parts |= self.workspace.copy_parts(replaced, table, parts)
 
     def _run(
         self, report: RunReport, cases: list[Case], started: float, first_event_at: float | None = None
@@ -443,6 +464,8 @@ class DevLoop:
     def close(self) -> None:
         """Drop the build before the served one, and give the served one the first database's name again, so
         a data directory serves it at the next start (call once nothing reads it)."""
+        self._carry_appends()
+        self._replaced = None
         other = self.base_name + "_b" if self.workspace.name == self.base_name else self.base_name
         self.workspace.engine.workspace(other, self.project).drop()
         if self.workspace.name != self.base_name:

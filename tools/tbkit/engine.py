@@ -21,7 +21,7 @@ import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, ClassVar
@@ -663,17 +663,51 @@ class Workspace:
         self.engine.execute(f"RENAME DATABASE {ingest.identifier(self.name)} TO {ingest.identifier(name)}")
         return Workspace(self.engine, name, self.project, self.query_timeout)
 
-    def attach_rows(self, source: Workspace, datasource: str) -> None:
+    def attach_rows(self, source: Workspace, datasource: str, track: bool = False) -> dict[str, set[str]]:
         """Copy a datasource's rows and its quarantine's from `source`, where its table has the same schema.
 
         ClickHouse copies the parts (hard links, so the size of the data does not matter) and runs no materialized
-        view: what the datasource fed downstream is copied, or rebuilt, on its own.
+        view: what the datasource fed downstream is copied, or rebuilt, on its own. With `track`, merges of the
+        source's tables stop first, so parts appended to it afterwards keep names of their own, and the names of
+        the parts copied are returned by table, for `copy_parts` to copy the later ones.
         """
         names = [datasource + ingest.QUARANTINE_SUFFIX]
         if self.project.datasource(datasource).engine != "Null":  # a Null table holds no rows
             names.append(datasource)
+        copied: dict[str, set[str]] = {}
         for name in names:
+            if track:
+                self.engine.execute(f"SYSTEM STOP MERGES {source._table(name)}")
+                before = source._parts(name)
             self.engine.execute(f"ALTER TABLE {self._table(name)} ATTACH PARTITION ALL FROM {source._table(name)}")
+            if track:  # a part appended meanwhile was copied when the counts say so
+                rows = int(self.engine.scalar(f"SELECT count() FROM {self._table(name)}"))
+                copied[name] = set(before) if rows == sum(before.values()) else set(source._parts(name))
+        return copied
+
+    def resume_merges(self, tables: Iterable[str]) -> None:
+        """Merge the parts of these tables again (after `attach_rows(track=True)` stopped it)."""
+        for name in tables:
+            self.engine.execute(f"SYSTEM START MERGES {self._table(name)}")
+
+    def copy_parts(self, source: Workspace, table: str, copied: set[str]) -> set[str]:
+        """Append the rows of the source table's parts that are not in `copied` (materialized views run, as for
+        any append); the names of the parts copied now."""
+        new = set(source._parts(table)) - copied
+        if new:
+            names = ", ".join(ingest.quote(part) for part in sorted(new))
+            self.engine.execute(
+                f"INSERT INTO {self._table(table)} SELECT * FROM {source._table(table)} WHERE _part IN ({names})"
+            )
+        return new
+
+    def _parts(self, table: str) -> dict[str, int]:
+        """The active parts of a table: rows by part name."""
+        text = self.engine.execute(
+            f"SELECT name, rows FROM system.parts WHERE database = {ingest.quote(self.name)} "
+            f"AND table = {ingest.quote(table)} AND active"
+        )
+        return {name: int(rows) for name, rows in (line.split("\t") for line in text.bytes().decode().splitlines())}
 
     def truncate(self, datasource: str | None = None) -> None:
         """Empty one datasource (and its quarantine), or every datasource when None.
