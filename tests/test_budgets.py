@@ -216,3 +216,26 @@ def test_the_budget_options_are_refused_where_they_cannot_apply(repo):
     assert "Error: --budgets runs on the embedded target only" in remote.output
     unknown = run("check", "--budgets", "--scale", "XXL")
     assert unknown.exit_code == 1 and "unknown scale 'XXL': use one of S, M, L, XS" in unknown.output
+
+
+def test_budget_and_coverage_failures_are_github_annotations_on_the_file_to_look_at(project, layout):
+    from tbkit.check import CheckReport, github_annotations
+    from tbkit.checks import coverage
+
+    over = _result([(5000, 100)], Budget(4096))
+    budgets.judge(over, "S", 25)
+    lookup = [c for c in golden.load_cases(layout.cases_dir, project) if c.name != "without_as_of_unknown_customer"]
+    report = CheckReport(
+        "embedded",
+        budgets=budgets.BudgetReport("S", 25, [over]),
+        coverage=coverage.coverage(project, lookup, ["customer_segment_lookup"], min_percent=100),
+    )
+    assert not report.ok
+    assert github_annotations(report, layout.golden_dir, ROOT) == [
+        "::error file=fixtures/budgets.yaml,title=budget customer_cltv::customer_cltv varied "
+        '{"customer_id": "c0"} read 5,000 rows, over its budget of 4,096 at scale S',
+        "::error file=tinybird/endpoints/customer_segment_lookup.pipe,line=18,title=coverage customer_segment_lookup "
+        "under 100%25::customer_segment_lookup: 2/2 parameters, 3/4 branches (83.3%25)%0Abranch else of `if "
+        f"defined(as_of)` (node customer_segment_lookup_node, {ROOT}/tinybird/endpoints/"
+        "customer_segment_lookup.pipe:18): no case takes it",
+    ]

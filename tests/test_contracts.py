@@ -196,3 +196,32 @@ def test_missing_contracts_fail_until_update_creates_them(repo):
 def test_accept_breaking_needs_update(repo):
     result = CliRunner().invoke(main, ["check", "--accept-breaking"])
     assert result.exit_code == 2 and "--accept-breaking only applies with --update" in result.output
+
+
+def test_contracts_are_checked_over_http_from_the_columns_the_endpoints_answer_with(repo, start_server, monkeypatch):
+    from tbkit.client import TinybirdClient
+
+    from .conftest import LANDING
+
+    server = start_server()
+    client = TinybirdClient(server.url, server.token)
+    for name in LANDING:
+        client.append_ndjson(name, repo / "fixtures" / f"{name}.ndjson")
+    args = ["check", "--target", server.url, "--token", server.token]
+    passed = run(*args)
+    assert passed.exit_code == 0, passed.output
+    assert "contract" not in passed.output
+    # The contract file says what consumers rely on; the served endpoint answers `transactions`.
+    edit(repo / "fixtures/contracts/customer_cltv.yaml", "- transactions: UInt64", "- transaction_count: UInt64")
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    failed = run(*args, "--endpoint", "customer_cltv")
+    assert failed.exit_code == 1
+    assert "✗ contract customer_cltv: column transaction_count renamed to transactions (breaking)" in failed.output
+    assert (
+        "::error file=fixtures/contracts/customer_cltv.yaml,title=contract customer_cltv::contract customer_cltv: "
+        "column transaction_count renamed to transactions (breaking)" in failed.output
+    )
+    # Over HTTP the contracts are only compared: --update leaves the file as it is.
+    before = (repo / "fixtures/contracts/customer_cltv.yaml").read_text()
+    run(*args, "--endpoint", "customer_cltv", "--update", "--accept-breaking")
+    assert (repo / "fixtures/contracts/customer_cltv.yaml").read_text() == before

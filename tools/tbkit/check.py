@@ -63,6 +63,24 @@ class Options:
     budgets_work_dir: Path = budgets.WORK_DIR
 
 
+class ObservedColumns(dict):
+    """The columns each endpoint answered with over HTTP (from its first case that answered 200), in the shape
+    `contracts.derive` asks a workspace for them. An endpoint with no such case is not compared."""
+
+    @classmethod
+    def from_results(cls, results: list[CaseResult]) -> ObservedColumns:
+        """The columns of the first 200 answer of each endpoint among `results`."""
+        found = cls()
+        for result in results:
+            if result.columns is not None:
+                found.setdefault(result.case.endpoint, result.columns)
+        return found
+
+    def endpoint_columns(self, name: str) -> list[tuple[str, str]]:
+        """The (name, type) of every column endpoint `name` answered with."""
+        return self[name]
+
+
 def _run_sql(runner) -> assertions.RunSql:
     """Query API SQL on the target: the embedded workspace, or `/v0/sql` over HTTP."""
     if isinstance(runner, targets.EmbeddedTarget):
@@ -87,9 +105,10 @@ def check(
 ) -> CheckReport:
     """Load the project and cases, prepare the target (build and seed), and run the selected cases, then:
 
-    - contracts (embedded target): compare the endpoints' contracts with `fixtures/contracts/` (only the selected
-      cases' endpoints when `endpoint` or `case` narrows the run); `update` writes compatible changes, and
-      breaking ones too with `accept_breaking`;
+    - contracts: compare the endpoints' contracts with `fixtures/contracts/` (only the selected cases' endpoints
+      when `endpoint` or `case` narrows the run); `update` writes compatible changes, and breaking ones too with
+      `accept_breaking` (embedded target). Over HTTP, the columns are those the endpoint's cases answered with,
+      and only compared;
     - assertions, unless the run is narrowed: `fixtures/assertions.yaml` on the target (embedded, or `/v0/sql`);
     - coverage, unless `case` narrows the run: which parameters and branches each endpoint's cases exercise,
       failing below `options.min_coverage` percent;
@@ -106,9 +125,12 @@ def check(
     runner = targets.open_target(target, project, layout, token=token, seed=seed, on_message=on_message)
     try:
         report = run_check(cases, runner, layout.golden_dir, update, rel_tol, on_result)
-        embedded = isinstance(runner, targets.EmbeddedTarget)
-        if embedded:
+        if isinstance(runner, targets.EmbeddedTarget):
             report.contracts = contracts.check(layout, project, runner.workspace, selected, update, accept_breaking)
+        else:
+            answered = ObservedColumns.from_results(report.results)
+            endpoints = sorted(set(answered) & set(selected or project.endpoints))
+            report.contracts = contracts.check(layout, project, answered, endpoints)
         if not narrowed:
             report.assertions = assertions.run(
                 assertions.load(layout.fixtures_dir / assertions.FILE_NAME), _run_sql(runner)

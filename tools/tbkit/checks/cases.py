@@ -28,6 +28,8 @@ class CaseResult:
     outcome: str
     seconds: float
     differences: list[str] = field(default_factory=list)
+    # The response's columns when it answered 200: what an HTTP target's contract check learns them from.
+    columns: list[tuple[str, str]] | None = None
 
     @property
     def ok(self) -> bool:
@@ -50,6 +52,13 @@ def run_case(case: Case, target: Target, golden_dir: Path, update: bool, rel_tol
     started = time.perf_counter()
     actual = target.fetch(case)
     seconds = time.perf_counter() - started
+    result = _judge(case, actual, seconds, golden_dir, update, rel_tol)
+    if actual.status == 200:
+        result.columns = [(m["name"], m["type"]) for m in actual.meta]
+    return result
+
+
+def _judge(case: Case, actual: Response, seconds: float, golden_dir: Path, update: bool, rel_tol: float) -> CaseResult:
     expected = golden.read_golden(case, golden_dir)
     if expected is None:
         if update:

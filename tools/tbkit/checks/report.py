@@ -128,9 +128,15 @@ def _error(file: str, title: str, message: str, line: int | None = None) -> str:
 
 
 def _more_annotations(report: CheckReport, fixtures_dir: Path, root: Path) -> list[str]:
-    """Budgets over their limit (on the budgets file), endpoints under the coverage threshold (on the pipe, at
-    the first branch no case takes) and materialized datasources that differ from their sources."""
+    """Contract changes not accepted (on the contract file), budgets over their limit (on the budgets file),
+    endpoints under the coverage threshold (on the pipe, at the first branch no case takes) and materialized
+    datasources that differ from their sources."""
     commands = []
+    if report.contracts:
+        for change in report.contracts.changes:
+            if not change.accepted:
+                file = _relative(fixtures_dir / "contracts" / f"{change.endpoint}.yaml", root)
+                commands.append(_error(file, f"contract {change.endpoint}", str(change)))
     if report.budgets:
         file = _relative(fixtures_dir / "budgets.yaml", root)
         for endpoint in report.budgets.failures():
