@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 
 import pytest
 
 from tbkit import engine as engine_module
 from tbkit.errors import IngestError, NotFoundError
+from tbkit.project import load_project
 
 MALFORMED = {
     # datasource: (successful, quarantined) for fixtures/malformed/<datasource>.ndjson
@@ -156,3 +158,70 @@ def test_unknown_datasource_and_missing_file(workspace, tmp_path):
         workspace.append("nope", b"{}\n")
     with pytest.raises(IngestError, match="not found"):
         workspace.append("customers", tmp_path / "missing.ndjson")
+
+
+def test_strings_that_look_like_json_are_strings_but_objects_and_arrays_are_not(workspace):
+    looks = [dict(EVENT, event_id='{"a": 1}'), dict(EVENT, event_id="e2", product_id="[1, 2]")]
+    composite = [dict(EVENT, event_id={"a": 1}), dict(EVENT, event_id="e4", product_id=[1, 2])]
+    result = workspace.append("customer_events", ndjson(*looks, *composite))
+    assert (result.successful_rows, result.quarantined_rows) == (2, 2)
+    stored = rows(workspace, "SELECT event_id, product_id FROM customer_events ORDER BY event_id")
+    assert stored == [{"event_id": "e2", "product_id": "[1, 2]"}, {"event_id": '{"a": 1}', "product_id": "p1"}]
+    quarantined = rows(workspace, "SELECT c__error_column, c__error FROM customer_events_quarantine ORDER BY c__error")
+    assert quarantined == [
+        {"c__error_column": ["product_id"], "c__error": ["value '[1,2]' on column 'product_id' is not String"]},
+        {"c__error_column": ["event_id"], "c__error": ["value '{\"a\":1}' on column 'event_id' is not String"]},
+    ]
+
+
+def test_objects_after_whitespace_and_repeated_keys(workspace):
+    # The first of repeated keys counts, as ClickHouse's JSON functions read it; an object may follow spaces.
+    repeated = '{"event_id": "e1", "event_id": {"x": 1}' + json.dumps(EVENT)[1:].replace('"event_id": "e1", ', ", ")
+    spaced = " \t" + json.dumps(dict(EVENT, event_id="e2"))
+    result = workspace.append("customer_events", ndjson(repeated, spaced))
+    assert (result.successful_rows, result.quarantined_rows) == (2, 0)
+    assert [r["event_id"] for r in rows(workspace, "SELECT event_id FROM customer_events ORDER BY event_id")] == [
+        "e1",
+        "e2",
+    ]
+
+
+def test_an_array_with_a_value_in_every_position_is_not_an_object(workspace):
+    result = workspace.append("customer_events", ndjson(json.dumps(list(EVENT.values()))))
+    assert (result.successful_rows, result.quarantined_rows) == (0, 1)
+    [row] = rows(workspace, "SELECT c__error_column, c__error FROM customer_events_quarantine")
+    assert row == {"c__error_column": [], "c__error": ["the line is not a valid JSON object"]}
+
+
+def test_datasource_without_required_columns(engine, tmp_path):
+    (tmp_path / "datasources").mkdir()
+    (tmp_path / "datasources" / "loose.datasource").write_text(
+        "SCHEMA >\n"
+        "    `name` String `json:$.name` DEFAULT 'none',\n"
+        "    `score` Nullable(Int32) `json:$.score`,\n"
+        "    `city` String `json:$.address.city` DEFAULT '',\n"
+        "    `tags` Array(String) `json:$.tags[:]` DEFAULT []\n\n"
+        "ENGINE MergeTree\nENGINE_SORTING_KEY name\n"
+    )
+    ws = engine.workspace(f"loose_{os.getpid()}", load_project(tmp_path))
+    ws.drop()
+    ws.build()
+    try:
+        good = ["{}", '{"name": "a", "score": null, "address": {"city": "Oslo"}, "tags": ["x", "y"]}']
+        bad = ['{"name": "b"', "[1, 2]", '{"address": {"city": {"n": 1}}}', '{"tags": "[1]"}', '{"score": "x"}']
+        result = ws.append("loose", ndjson(*good, *bad))
+        assert (result.successful_rows, result.quarantined_rows) == (2, 5)
+        assert rows(ws, "SELECT name, score, city, tags FROM loose ORDER BY name") == [
+            {"name": "a", "score": None, "city": "Oslo", "tags": ["x", "y"]},
+            {"name": "none", "score": None, "city": "", "tags": []},
+        ]
+        errors = rows(ws, "SELECT c__line, c__error_column FROM loose_quarantine ORDER BY c__line")
+        assert {r["c__line"]: r["c__error_column"] for r in errors} == {
+            '{"name": "b"': [],
+            "[1, 2]": [],
+            '{"address": {"city": {"n": 1}}}': ["city"],
+            '{"tags": "[1]"}': ["tags"],
+            '{"score": "x"}': ["score"],
+        }
+    finally:
+        ws.drop()

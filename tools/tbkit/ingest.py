@@ -14,6 +14,7 @@ The quarantine datasource has Tinybird's columns (`c__error_column`, `c__error`,
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from .errors import ParameterError
 from .project import Column, Datasource
@@ -168,91 +169,167 @@ def texts_tuple(datasource: Datasource, line: str) -> tuple[str, dict[str, int]]
     return f"JSONExtract({line}, {quote('Tuple(' + ', '.join(elements) + ')')})", positions
 
 
-def _cast(text: str, helper: str, column_type: str) -> tuple[list[str], str]:
-    """(helper expressions, value): the text converted to the column's type, NULL when it does not fit."""
+def _cast(text: str, helper: str, column_type: str) -> tuple[str | None, str]:
+    """(helper expression or None, value): the text converted to the column's type, NULL when it does not fit.
+
+    The value reads the helper by its alias `helper`, computed one query level below it.
+    """
     base = base_type(column_type)
     if _FLOAT.match(base):
-        cast = f"accurateCastOrNull({text}, {quote(base)}) AS {helper}"
-        return [cast], f"if(isFinite(assumeNotNull({helper})), {helper}, NULL)"
+        return f"accurateCastOrNull({text}, {quote(base)})", f"if(isFinite(assumeNotNull({helper})), {helper}, NULL)"
     if _DATETIME.match(base) or _DATE.match(base):
         # Casts clamp out-of-range dates silently; check the range on a wider type first.
         lowest, highest = _TIME_RANGES[base.split("(")[0]]
-        wide = f"accurateCastOrNull({text}, 'DateTime64(3)') AS {helper}"
         in_range = f"{helper} BETWEEN toDateTime64('{lowest}', 3) AND toDateTime64('{highest}', 3)"
-        return [wide], f"if({in_range}, CAST({helper}, {quote('Nullable(' + base + ')')}), NULL)"
+        wide = f"accurateCastOrNull({text}, 'DateTime64(3)')"
+        return wide, f"if({in_range}, CAST({helper}, {quote('Nullable(' + base + ')')}), NULL)"
     # Integers, decimals, booleans, UUIDs...: objects, arrays and fractions simply do not cast.
-    return [], f"accurateCastOrNull({text}, {quote(base)})"
+    return None, f"accurateCastOrNull({text}, {quote(base)})"
 
 
-def _raw_value(column: Column) -> str:
-    """The column's value as raw JSON text ('' when missing), read from the line's parsed pairs."""
-    key = _top_level_key(column)
-    if key is not None:
-        return f"pairs[{quote(key)}]"
-    return f"JSONExtractRaw(line, {', '.join(jsonpath_arguments(column.jsonpath or f'$.{column.name}'))})"
+# A raw JSON value (or the text of one) that is an object or an array.
+_OPENS_COMPOSITE = "'^[{[]'"
 
 
-def _column_parts(index: int, column: Column, positions: dict[str, int]) -> tuple[list[str], str, str, str]:
-    """(helper expressions, value, original text, error) for one column of a datasource."""
+@dataclass(frozen=True)
+class _ColumnSQL:
+    """How one column of a line (`line`, and `texts` from `texts_tuple`) is read and checked.
+
+    Expressions read the aliases of the level below them (`texts`, then `text`, then `helper`): ClickHouse
+    plans every function of a query each time it runs (about 70 µs each here, more than running them on 10k
+    lines), so a column costs as few functions as it can.
+    """
+
+    column: Column
+    text: str  # alias of the value as text (NULL when missing or null)
+    text_expression: str
+    helper: str | None  # alias of a cast the value reads
+    helper_expression: str | None
+    value: str  # the typed value: NULL when missing or when it does not fit (an alias, or `text` itself)
+    value_expression: str | None  # None when the value is the text (a top-level string: see `plain_string`)
+    plain_string: bool  # a top-level String column: its value is its text unless the raw JSON is an object or
+    # an array, which `staging_select` checks for all such columns at once, and only on lines that need it
+    key: str | None  # the JSON key of a top-level column
+
+    @property
+    def fits(self) -> str:
+        """True when the value is acceptable (missing only where the column has a default or is Nullable)."""
+        if required(self.column):
+            return f"isNotNull({self.value})"
+        return "" if self.plain_string else f"({self.text} IS NULL OR {self.value} IS NOT NULL)"
+
+
+def _column_sql(index: int, column: Column, positions: dict[str, int]) -> _ColumnSQL:
     text, value, helper = f"t{index}", f"v{index}", f"h{index}"
+    key = _top_level_key(column)
+    arguments = ", ".join(jsonpath_arguments(column.jsonpath or f"$.{column.name}"))
     if column.name in positions:
-        helpers = [f"tupleElement(texts, {positions[column.name]}) AS {text}"]
+        text_expression = f"tupleElement(texts, {positions[column.name]})"
     else:
-        arguments = ", ".join(jsonpath_arguments(column.jsonpath or f"$.{column.name}"))
-        helpers = [f"JSONExtract(line, {arguments}, 'Nullable(String)') AS {text}"]
+        text_expression = f"JSONExtract(line, {arguments}, 'Nullable(String)')"
     base = base_type(parsed_type(column))
-    raw = _raw_value(column)
+    if _STRING.match(base) and column.name in positions:
+        return _ColumnSQL(column, text, text_expression, None, None, text, None, True, key)
+    # The text of an object or an array is its JSON: its raw JSON tells it from a string that looks like one, and
+    # is read only where the text looks like one (ClickHouse evaluates the right side of AND only where the left
+    # side holds).
+    raw = f"JSONExtractRaw(line, {arguments})"
+    helper_expression = None
     if _COMPOSITE.match(base):
         opening = "[" if base.startswith(("Array", "Nested")) else "{"
-        helpers.append(f"if(startsWith({raw}, '{opening}'), JSONExtract({raw}, {quote(base)}), NULL) AS {value}")
+        looks_right = f"startsWith({text}, '{opening}') AND startsWith({raw}, '{opening}')"
+        value_expression = f"if({looks_right}, JSONExtract({raw}, {quote(base)}), NULL)"
     elif _STRING.match(base):
         # Numbers and booleans are kept as their text; an object or an array is not a string.
-        helpers.append(f"if(startsWith({raw}, '{{') OR startsWith({raw}, '['), NULL, {text}) AS {value}")
+        looks_composite = f"match({text}, {_OPENS_COMPOSITE}) AND match({raw}, {_OPENS_COMPOSITE})"
+        value_expression = f"if({looks_composite}, NULL, {text})"
     else:
-        casts, expression = _cast(text, helper, parsed_type(column))
-        helpers.extend([*casts, f"{expression} AS {value}"])
-    missing_message = quote(f"missing value for column '{column.name}' ({column.type})")
-    opening = quote("value '")
-    closing = quote(f"' on column '{column.name}' is not {column.type}")
-    bad_message = f"concat({opening}, substring({text}, 1, 200), {closing})"
-    if required(column):
-        error = f"multiIf({text} IS NULL, {missing_message}, {value} IS NULL, {bad_message}, '')"
-    else:
-        error = f"if({text} IS NOT NULL AND {value} IS NULL, {bad_message}, '')"
-    return helpers, value, text, error
+        helper_expression, value_expression = _cast(text, helper, parsed_type(column))
+    helper_alias = helper if helper_expression else None
+    return _ColumnSQL(
+        column, text, text_expression, helper_alias, helper_expression, value, value_expression, False, key
+    )
+
+
+def _read_lines(datasource: Datasource, lines: str) -> tuple[list[_ColumnSQL], str]:
+    """(columns, SELECT): every row of `lines` (a query with a `line` column) with each column's text and value,
+    by the aliases of `columns`. Each line is parsed once for all its top-level columns (`texts_tuple`)."""
+    texts, positions = texts_tuple(datasource, "line")
+    columns = [_column_sql(index, column, positions) for index, column in enumerate(datasource.columns)]
+    query = f"SELECT line, {texts} AS texts FROM ({lines})"
+    query = f"SELECT line, {', '.join(f'{c.text_expression} AS {c.text}' for c in columns)} FROM ({query})"
+    helpers = [f"{c.helper_expression} AS {c.helper}" for c in columns if c.helper_expression]
+    if helpers:
+        query = f"SELECT *, {', '.join(helpers)} FROM ({query})"
+    values = [f"{c.value_expression} AS {c.value}" for c in columns if c.value_expression]
+    if values:
+        query = f"SELECT *, {', '.join(values)} FROM ({query})"
+    return columns, query
+
+
+_IS_OBJECT = "isValidJSON(line) AND JSONType(line) = 'Object'"
+
+
+def _errors(columns: list[_ColumnSQL]) -> str:
+    """Why the row of a line (a JSON object) does not fit: (column, message) pairs, one per column that does not.
+
+    One function builds every column's message, so ClickHouse plans it once whatever the number of columns; a
+    top-level string does not fit when its raw JSON is an object or an array.
+    """
+    message = (
+        "(name, type, needed, text, plain, key, unfit) -> (name, multiIf("
+        "text IS NULL, if(needed, concat('missing value for column \\'', name, '\\' (', type, ')'), ''), "
+        f"if(plain, match(JSONExtractRaw(line, key), {_OPENS_COMPOSITE}), unfit), "
+        "concat('value \\'', substring(text, 1, 200), '\\' on column \\'', name, '\\' is not ', type), ''))"
+    )
+    arrays = [
+        "[" + ", ".join(quote(c.column.name) for c in columns) + "]",
+        "[" + ", ".join(quote(c.column.type) for c in columns) + "]",
+        "[" + ", ".join("1" if required(c.column) else "0" for c in columns) + "]",
+        "[" + ", ".join(c.text for c in columns) + "]",
+        "[" + ", ".join("1" if c.plain_string else "0" for c in columns) + "]",
+        "[" + ", ".join(quote(c.key or "") for c in columns) + "]",
+        "[" + ", ".join("0" if c.plain_string else f"isNull({c.value})" for c in columns) + "]",
+    ]
+    return f"arrayFilter(x -> x.2 != '', arrayMap({message}, {', '.join(arrays)}))"
 
 
 def staging_select(datasource: Datasource, source: str) -> str:
-    """SELECT every non-blank line of `source` with its typed values and errors."""
-    texts, positions = texts_tuple(datasource, "line")
-    helpers: list[str] = []
-    outputs: list[str] = []
-    errors: list[str] = []
-    for index, column in enumerate(datasource.columns):
-        column_helpers, value, _, error = _column_parts(index, column, positions)
-        helpers.extend(column_helpers)
-        outputs.append(f"{value} AS {identifier('v__' + column.name)}")
-        errors.append(f"({quote(column.name)}, {error})")
-    error_pairs = f"arrayFilter(x -> x.2 != '', [{', '.join(errors)}])"
-    # A line with parsed pairs is a valid JSON object; only the others pay for a second parse.
-    is_object = "notEmpty(pairs) OR (isValidJSON(line) AND JSONType(line) = 'Object')"
-    # Only rows that will be quarantined keep their line: the stage stays as small as the typed values.
+    """SELECT every non-blank line of `source` (a `raw String` per line) with its typed values and errors.
+
+    A row that fits the datasource has an empty `c__line` and no `c__errors`; one that does not keeps its line
+    and says why. What costs more runs only on the lines that need it: a line that starts with `{` and yields a
+    value is a JSON object (JSONExtract yields nothing from a line that does not parse, and an array's elements
+    by position), so only the others are parsed again to tell; the raw JSON of top-level strings is read only on
+    lines where one of them reads as `{...` or `[...`; errors are worked out only for rows that do not fit.
+    """
+    lines = (
+        f"SELECT line FROM (SELECT trim(TRAILING '\\r' FROM raw) AS line FROM {source}) "
+        "WHERE notEmpty(trim(BOTH ' \\t' FROM line))"
+    )
+    columns, query = _read_lines(datasource, lines)
+    if any(required(c.column) for c in columns):  # a required value is found only in a line that parses
+        is_object = f"(startsWith(line, '{{') OR ({_IS_OBJECT}))"
+    else:
+        found = " OR ".join(f"{c.text} IS NOT NULL" for c in columns) or "0"
+        is_object = f"((startsWith(line, '{{') AND ({found})) OR ({_IS_OBJECT}))"
+    conditions = [is_object, *(c.fits for c in columns if c.fits)]
+    strings = [c for c in columns if c.plain_string]
+    if strings:
+        texts = ", ".join(c.text for c in strings)
+        keys = ", ".join(quote(c.key or "") for c in strings)
+        conditions.append(
+            f"(NOT arrayExists(x -> match(x, {_OPENS_COMPOSITE}), [{texts}]) "
+            f"OR NOT arrayExists(k -> match(JSONExtractRaw(line, k), {_OPENS_COMPOSITE}), [{keys}]))"
+        )
+    values = ", ".join(f"{c.value} AS {identifier('v__' + c.column.name)}" for c in columns)
+    not_object = quote("the line is not a valid JSON object")
     return f"""
 SELECT
-    if(empty(c__errors), '', line) AS c__line,
-    if({is_object}, {error_pairs}, [('', 'the line is not a valid JSON object')]) AS c__errors,
-    {", ".join(outputs)}
-FROM (
-    SELECT
-        line,
-        pairs,
-        {", ".join(helpers)}
-    FROM (
-        SELECT line, CAST(JSONExtractKeysAndValuesRaw(line), 'Map(String, String)') AS pairs, {texts} AS texts
-        FROM (SELECT trim(TRAILING '\r' FROM raw) AS line FROM {source})
-        WHERE notEmpty(trimBoth(replaceAll(line, '\t', ' ')))
-    )
-)
+    if(fits, '', line) AS c__line,
+    if(fits, [], if({_IS_OBJECT}, {_errors(columns)}, [('', {not_object})])) AS c__errors,
+    {values}
+FROM (SELECT *, {" AND ".join(conditions)} AS fits FROM ({query}))
 """
 
 
@@ -280,14 +357,14 @@ def _accepted_value(column: Column) -> str:
 
 
 def insert_accepted(datasource: Datasource, target: str, stage: str) -> str:
-    """INSERT the rows of the staging table without errors into the datasource."""
+    """INSERT the rows of the staging table that fit into the datasource."""
     names = ", ".join(identifier(c.name) for c in datasource.columns)
     values = ", ".join(_accepted_value(c) for c in datasource.columns)
     return f"INSERT INTO {target} ({names}) SELECT {values} FROM {stage} WHERE empty(c__errors)"
 
 
 def insert_quarantined(datasource: Datasource, target: str, stage: str, import_id: str) -> str:
-    """INSERT the rows of the staging table with errors into the quarantine, with their original values."""
+    """INSERT the rows of the staging table that do not fit into the quarantine, with their original values."""
     names = ", ".join(identifier(c.name) for c in datasource.columns)
     texts, positions = texts_tuple(datasource, "c__line")
     originals = []
