@@ -153,7 +153,10 @@ def test_a_broken_datafile_names_its_file_and_line_and_the_last_good_build_stays
     assert total_revenue(dev) == doubled  # still the last good build
     assert dev.get("/v0/tbkit/checks").json()["build_error"] == report.build_error
     edit(CLTV_PIPE, "SQL >>", "SQL >")
-    assert dev.reload(CLTV_PIPE).build_error is None
+    fixed = dev.reload(CLTV_PIPE)  # back to the last good build: nothing to rerun
+    assert (fixed.build_error, fixed.results) == (None, [])
+    total = len(dev.loop.cases)
+    assert fixed.summary().startswith(f"no case affected ({total - 1} passed, 1 failed in all) in ")
     assert dev.get("/v0/tbkit/checks").json()["build_error"] is None
 
 
@@ -380,3 +383,25 @@ def test_appends_acknowledged_during_rebuilds_are_all_in_the_served_build(dev):
     assert len(acknowledged) > 5 and found == [{"n": len(acknowledged)}]
     cltv = "SELECT count() AS n FROM customer_cltv_mv WHERE customer_id LIKE 'cust_appended_%'"
     assert rows(dev, cltv) == [{"n": len(acknowledged)}]  # and through the materialization into its target
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_the_check_watch_process_stops_on_a_signal(repo, signum):
+    output = repo / "watch.out"
+    with output.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tbkit.cli", "check", "--watch"],
+            cwd=repo,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "TB_CLI_TELEMETRY_OPTOUT": "1"},
+            # as from a shell script's `&`, which ignores SIGINT: the command must still stop on it
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        )
+    try:
+        wait_for(lambda: "passed" in output.read_text(), what="the first run")
+    finally:
+        process.send_signal(signum)
+        code = process.wait(60)
+    assert code == 0, output.read_text()
+    assert "» watching tinybird and fixtures; Ctrl+C to stop" in output.read_text()

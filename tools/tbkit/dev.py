@@ -14,9 +14,10 @@ import contextlib
 import datetime as dt
 import functools
 import os
+import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -237,6 +238,7 @@ class RunReport:
     build_error: dict[str, Any] | None = None
     seconds: float = 0.0  # the run itself: reload, rebuild and cases
     after_save: float | None = None  # from the first event of the save to the end of the run
+    overall: tuple[int, int] | None = None  # passed and failed over every case's latest outcome
 
     @property
     def passed(self) -> int:
@@ -251,11 +253,13 @@ class RunReport:
         if self.build_error:
             error = self.build_error
             where = f"{error['file']}:{error['line']}" if error["line"] else error["file"]
-            return f"{where}: {error['message']}\n    still serving the last good build"
+            return f"{where}: {error['message']}\n    keeping the last good build"
         cases = f"{len(self.results)} case{'s' * (len(self.results) != 1)}"
         endpoints = f"{len(self.endpoints)} endpoint{'s' * (len(self.endpoints) != 1)}"
         timing = f"in {self.seconds:.2f} s" if self.after_save is None else f"in {self.after_save:.2f} s after the save"
         verb = "ran" if not self.changed else "reran"
+        if not self.results and self.overall:
+            return f"no case affected ({self.overall[0]} passed, {self.overall[1]} failed in all) {timing}"
         return f"{self.passed} passed, {self.failed} failed: {verb} {cases} of {endpoints} {timing}"
 
 
@@ -444,6 +448,8 @@ class DevLoop:
                 if not result.ok:
                     self.on_result(result)
         self.state.finish([c.id for c in self.cases], [r.to_dict() for r in report.results])
+        snapshot = self.state.snapshot()
+        report.overall = (snapshot["passed"], snapshot["failed"])
         return self._done(report, started, first_event_at)
 
     def _failed(
@@ -545,8 +551,23 @@ def watch_check(
         loop = DevLoop(layout, workspace, on_result=on_result, on_report=on_report, rel_tol=rel_tol)
         loop.seed_if_empty()
         watcher = Watcher([layout.project_dir, layout.fixtures_dir], loop.on_batch, on_start=loop.run_all)
-        # Ctrl+C ends the wait; the watcher then stops, after the run in progress.
-        with watcher, contextlib.suppress(KeyboardInterrupt):
-            (until or threading.Event()).wait()
+        stop = until or threading.Event()
+        with watcher, _stopped_by_signals(stop):  # the watcher stops after the run in progress
+            stop.wait()
     finally:
         engine.close()
+
+
+@contextlib.contextmanager
+def _stopped_by_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT (Ctrl+C) and SIGTERM set `stop` while in the block (from the main thread; elsewhere, nothing)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in signals}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
