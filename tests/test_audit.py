@@ -200,3 +200,23 @@ def test_check_audit_runs_over_a_tinybird_api_and_reports_in_json(start_server, 
     assert report["ok"] is False  # the stray row also changes cust_001's cases: both are reported
     [cltv] = [t for t in report["audit"]["targets"] if not t["ok"]]
     assert (cltv["target"], cltv["differing"]) == ("customer_cltv_mv", 1)
+
+
+def test_audit_target_cloud_reads_tb_host_and_tb_token_and_audits_the_data_as_it_is(start_server, layout, monkeypatch):
+    from tbkit.client import TinybirdClient
+
+    server = start_server()
+    client = TinybirdClient(server.url, server.token)
+    for name in LANDING:
+        client.append_ndjson(name, layout.fixtures_dir / f"{name}.ndjson")
+    monkeypatch.setenv("TB_HOST", server.url)
+    monkeypatch.setenv("TB_TOKEN", server.token)
+    result = CliRunner().invoke(main, ["audit", "--target", "cloud", "--json"])
+    assert result.exit_code == 0, result.output
+    assert {t["target"]: t["rows_compared"] for t in json.loads(result.output)["targets"]} == FIXTURE_KEYS
+    monkeypatch.delenv("TB_TOKEN")
+    missing = CliRunner().invoke(main, ["audit", "--target", "cloud"])
+    assert missing.exit_code == 1 and "TB_TOKEN is not set" in missing.output
+    unknown = CliRunner().invoke(main, ["audit", "--target", "elsewhere"])
+    assert unknown.exit_code == 1
+    assert "unknown target 'elsewhere': use embedded, local, cloud or the URL of a Tinybird API" in unknown.output

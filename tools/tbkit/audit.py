@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import ddl
-from .errors import ParameterError, ProjectError
+from .errors import ProjectError
 from .ingest import identifier
 from .project import Datasource, Pipe, Project
 
@@ -249,7 +249,8 @@ def audit_client(client: Any, project: Project, limit: int = 10) -> AuditReport:
 
 
 def run_audit(layout: Any, target: str = "embedded", token: str | None = None, limit: int = 10) -> AuditReport:
-    """Audit a fresh embedded workspace seeded with the fixtures, or the data of a Tinybird API URL as it is."""
+    """Audit a fresh embedded workspace seeded with the fixtures, or the data of a Tinybird API as it is: `local`
+    (Tinybird Local), `cloud` (TB_HOST/TB_TOKEN) or a URL, as `tbkit check --target` names them."""
     from . import targets
     from .project import load_project
 
@@ -261,7 +262,5 @@ def run_audit(layout: Any, target: str = "embedded", token: str | None = None, l
             return audit(embedded.workspace, limit)
         finally:
             embedded.close()
-    if target.startswith(("http://", "https://")):
-        remote = targets.HttpTarget(target, token, project)
-        return audit_client(remote.client, project, limit)
-    raise ParameterError(f"unknown target '{target}': use embedded or a Tinybird API URL")
+    remote = targets.remote_as_it_is(target, project, layout, token)
+    return audit_client(remote.client, project, limit)

@@ -421,7 +421,8 @@ def check(
     "--target",
     default="embedded",
     show_default=True,
-    help="embedded (a fresh workspace seeded with the fixtures), or a Tinybird API URL audited as it is.",
+    help="embedded (a fresh workspace seeded with the fixtures); local (Tinybird Local), cloud (TB_HOST/TB_TOKEN) "
+    "or a URL, audited as they are.",
 )
 @click.option("--token", envvar="TB_TOKEN", help="Token for a URL target (default: $TB_TOKEN).")
 @click.option(
@@ -441,6 +442,8 @@ def audit(project_dir, fixtures_dir, target, token, limit, as_json):
       tbkit audit
       tbkit audit --json
       tbkit audit --target http://localhost:7181 --token $TB_TOKEN
+      tbkit audit --target local                   # Tinybird Local, the project's workspace
+      tbkit audit --target cloud                   # TB_HOST and TB_TOKEN, from the environment or .env
     """
     from .audit import run_audit
 

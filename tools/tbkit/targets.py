@@ -121,6 +121,24 @@ def _open_cloud(project: Project, layout: Layout, seed: bool, on_message: Callab
     return remote
 
 
+def remote_as_it_is(spec: str, project: Project, layout: Layout, token: str | None = None) -> HttpTarget:
+    """A Tinybird API to read as it is (no deploy, no seeding): `local` (Tinybird Local, its workspace token
+    for this project unless `token`), `cloud` (TB_HOST/TB_TOKEN) or a URL with `token`."""
+    if spec == "local":
+        address = tbcli.local_address({**tbcli.read_env_files(Path("."), layout.project_dir), **os.environ})
+        remote = HttpTarget(address, token or tbcli.local_workspace_token(layout.project_dir, address), project)
+        remote.name = f"local ({address})"
+        return remote
+    if spec == "cloud":
+        host, cloud_token = tbcli.cloud_credentials(layout.project_dir)
+        remote = HttpTarget(host, token or cloud_token, project)
+        remote.name = f"cloud ({host})"
+        return remote
+    if spec.startswith(("http://", "https://")):
+        return HttpTarget(spec, token, project)
+    raise ParameterError(f"unknown target '{spec}': use embedded, local, cloud or the URL of a Tinybird API")
+
+
 def open_target(
     spec: str,
     project: Project,
