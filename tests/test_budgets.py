@@ -218,8 +218,10 @@ def test_the_budget_options_are_refused_where_they_cannot_apply(repo):
     assert unknown.exit_code == 1 and "unknown scale 'XXL': use one of S, M, L, XS" in unknown.output
 
 
-def test_budget_and_coverage_failures_are_github_annotations_on_the_file_to_look_at(project, layout):
-    from tbkit.check import CheckReport, github_annotations
+def test_budget_and_coverage_failures_are_annotations_and_junit_failures(project, layout, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    from tbkit.check import CheckReport, github_annotations, write_junit
     from tbkit.checks import coverage
 
     over = _result([(5000, 100)], Budget(4096))
@@ -239,3 +241,11 @@ def test_budget_and_coverage_failures_are_github_annotations_on_the_file_to_look
         f"defined(as_of)` (node customer_segment_lookup_node, {ROOT}/tinybird/endpoints/"
         "customer_segment_lookup.pipe:18): no case takes it",
     ]
+    write_junit(report, tmp_path / "junit.xml")
+    suites = {s.get("name"): s for s in ET.parse(tmp_path / "junit.xml").getroot()}
+    assert (suites["budgets"].get("tests"), suites["budgets"].get("failures")) == ("1", "1")
+    [budget_case] = suites["budgets"]
+    assert budget_case.get("name") == "customer_cltv"
+    assert budget_case[0].get("message").endswith("read 5,000 rows, over its budget of 4,096 at scale S")
+    [coverage_case] = suites["coverage"]
+    assert coverage_case[0].get("message") == "customer_segment_lookup: 2/2 parameters, 3/4 branches (83.3%)"

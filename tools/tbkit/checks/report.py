@@ -155,8 +155,32 @@ def _more_annotations(report: CheckReport, fixtures_dir: Path, root: Path) -> li
     return commands
 
 
+def _budget_outcomes(report: CheckReport) -> list[tuple[str, list[str]]]:
+    return [(e.endpoint, e.problems) for e in report.budgets.endpoints] if report.budgets else []
+
+
+def _coverage_outcomes(report: CheckReport) -> list[tuple[str, list[str]]]:
+    if not report.coverage or report.coverage.min_percent is None:
+        return []
+    below = {e.endpoint for e in report.coverage.below()}
+    return [(e.endpoint, [e.summary(), *e.missing()] if e.endpoint in below else []) for e in report.coverage.endpoints]
+
+
+def _junit_suite(suites: ET.Element, target: str, name: str, outcomes: list[tuple[str, list[str]]]) -> None:
+    """A testsuite `name` with one testcase per endpoint, failed with its problems (none: no suite)."""
+    if not outcomes:
+        return
+    failed = sum(bool(problems) for _, problems in outcomes)
+    suite = ET.SubElement(suites, "testsuite", name=name, tests=str(len(outcomes)), failures=str(failed))
+    for endpoint, problems in outcomes:
+        testcase = ET.SubElement(suite, "testcase", classname=f"{target}.{name}", name=endpoint)
+        if problems:
+            ET.SubElement(testcase, "failure", message=problems[0]).text = "\n".join(problems)
+
+
 def write_junit(report: CheckReport, path: Path) -> None:
-    """Write a JUnit XML report: one testsuite per endpoint, one testcase per case."""
+    """Write a JUnit XML report: one testsuite per endpoint, one testcase per case; and when they ran, a
+    `budgets` suite and (with a threshold) a `coverage` suite, one testcase per endpoint."""
     suites = ET.Element("testsuites", name="tbkit check", tests=str(len(report.results)), failures=str(report.failed))
     by_endpoint: dict[str, list[CaseResult]] = {}
     for result in report.results:
@@ -183,5 +207,7 @@ def write_junit(report: CheckReport, path: Path) -> None:
                     testcase, "failure", message=result.differences[0] if result.differences else ""
                 )
                 failure.text = "\n".join(result.differences)
+    _junit_suite(suites, report.target, "budgets", _budget_outcomes(report))
+    _junit_suite(suites, report.target, "coverage", _coverage_outcomes(report))
     path.parent.mkdir(parents=True, exist_ok=True)
     ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)
