@@ -93,7 +93,7 @@ def test_an_endpoint_that_scans_the_raw_table_passes_its_golden_files_and_fails_
         endpoint="customer_cltv",
         options=Options(budgets_scale="XS", budgets_work_dir=data_dir),
     )
-    assert report.failed == 0 and report.passed == 9  # the same answers: every golden file passes
+    assert report.failed == 0 and report.passed == len(report.results) > 5  # same answers: every golden passes
     assert report.contracts is not None and report.contracts.ok
     assert not report.ok and report.budgets is not None
     [cltv] = report.budgets.failures()
