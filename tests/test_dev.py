@@ -152,6 +152,8 @@ def test_a_broken_datafile_names_its_file_and_line_and_the_last_good_build_stays
     assert report.summary().startswith(f"tinybird/endpoints/cltv_summary.pipe:{line}: SQL must be multiline")
     assert total_revenue(dev) == doubled  # still the last good build
     assert dev.get("/v0/tbkit/checks").json()["build_error"] == report.build_error
+    # a save of a case file meanwhile does not hide that the datafile is still broken
+    assert dev.reload(Path("fixtures/cases/cltv_summary.yaml")).build_error == report.build_error
     edit(CLTV_PIPE, "SQL >>", "SQL >")
     fixed = dev.reload(CLTV_PIPE)  # back to the last good build: nothing to rerun
     assert (fixed.build_error, fixed.results) == (None, [])

@@ -2,10 +2,11 @@
 
 `DevLoop` holds the last good build of the project (the served workspace) and its golden cases. `reload(paths)`
 takes a batch of changed paths (from `watch.py`, or a test): it parses the whole project again; on an error it
-reports `path:line: message` and keeps the last good build; else it rebuilds the workspace in place, keeping the
-data of datasources whose schema did not change, reloading the fixture rows of those whose schema or fixture
-file changed (and the materialized targets downstream), then reruns the cases of the endpoints affected.
-`ChecksState` is the record of those runs that `GET /v0/tbkit/checks` serves.
+reports `path:line: message` and keeps the last good build; else it rebuilds, keeping the data of datasources
+whose schema did not change, reloading the fixture rows of those whose schema or fixture file changed (and the
+materialized targets downstream), then reruns the cases of the endpoints affected. A rebuild that changes data
+is made beside the served build and swapped in whole (`DevLoop._rebuild`). `ChecksState` is the record of those
+runs that `GET /v0/tbkit/checks` serves.
 """
 
 from __future__ import annotations
@@ -320,6 +321,7 @@ class DevLoop:
         self._texts = datafile_texts(workspace.project)  # as built: the files change under the loop
         # The build the served one replaced, and the names of its parts copied so far, by table.
         self._replaced: tuple[Workspace, dict[str, set[str]]] | None = None
+        self._broken = False  # the last run ended in a build error
         self._target = _WorkspaceTarget(self)
 
     @property
@@ -360,10 +362,11 @@ class DevLoop:
         return self._guarded(RunReport(changed=change.paths), change.paths, first_event_at, self._reload, change)
 
     def _reload(self, report: RunReport, started: float, first_event_at: float | None, change: Change) -> RunReport:
-        project = load_project(self.layout.project_dir) if change.datafiles else self.project
+        reparse = change.datafiles or self._broken  # after a build error, the datafiles may still be broken
+        project = load_project(self.layout.project_dir) if reparse else self.project
         cases = golden.load_cases(self.layout.cases_dir, project)
         endpoints = set(change.case_endpoints)
-        if change.datafiles or change.fixtures:
+        if reparse or change.fixtures:
             steps = plan(self.project, self._texts, project, change)
             self._rebuild(project, steps)
             endpoints = steps.endpoints
@@ -448,6 +451,7 @@ class DevLoop:
                 if not result.ok:
                     self.on_result(result)
         self.state.finish([c.id for c in self.cases], [r.to_dict() for r in report.results])
+        self._broken = False
         snapshot = self.state.snapshot()
         report.overall = (snapshot["passed"], snapshot["failed"])
         return self._done(report, started, first_event_at)
@@ -456,6 +460,7 @@ class DevLoop:
         self, report: RunReport, error: TbkitError, started: float, first_event_at: float | None = None
     ) -> RunReport:
         report.build_error = _build_error(error, self.root)
+        self._broken = True
         self.state.finish([c.id for c in self.cases], [], report.build_error)
         return self._done(report, started, first_event_at)
 
