@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import json
 import os
@@ -135,6 +136,31 @@ def test_gzipped_file_and_chunked_append(workspace, tmp_path, monkeypatch):
     assert (result.successful_rows, result.quarantined_rows) == (100, 1)
     assert len(progress) > 10 and sum(progress) == len(body)
     assert workspace.row_count("customer_events") == 100
+
+
+@pytest.mark.parametrize("copy", ["copy_file_range", "unsupported", "absent"])
+def test_large_uncompressed_file_goes_in_slices_that_end_at_line_breaks(workspace, tmp_path, monkeypatch, copy):
+    """A file larger than CHUNK_BYTES is appended in slices copied by the kernel, or by Python where the
+    kernel cannot (another file system, another OS): the same rows either way."""
+    monkeypatch.setattr(engine_module, "CHUNK_BYTES", 1000)
+    if copy == "unsupported":
+        monkeypatch.setattr(os, "copy_file_range", lambda *args: (_ for _ in ()).throw(OSError(errno.EXDEV, "")))
+    elif copy == "absent":
+        monkeypatch.delattr(os, "copy_file_range", raising=False)
+    last = json.dumps(dict(EVENT, event_id="last")).encode()  # no line break at the end of the file
+    body = ndjson(*[dict(EVENT, event_id=f"e{i}") for i in range(100)]) + b"garbage\n" + last
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(body)
+    slices = list(engine_module._file_slices(path))
+    assert len(slices) > 10 and all(body[s.end - 1 : s.end] == b"\n" for s in slices[:-1])
+    assert slices[0].start == 0 and slices[-1].end == len(body)
+    assert all(a.end == b.start for a, b in zip(slices, slices[1:], strict=False))
+    progress = []
+    result = workspace.append("customer_events", path, on_progress=progress.append)
+    assert (result.successful_rows, result.quarantined_rows) == (101, 1)
+    assert sum(progress) == len(body) and len(progress) == len(slices)
+    assert workspace.row_count("customer_events") == 101
+    assert not list(workspace.engine.tmp_dir.glob("*.ndjson"))
 
 
 def test_chunked_bytes_keep_every_row(workspace, monkeypatch):
