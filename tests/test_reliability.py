@@ -352,18 +352,21 @@ def test_auth_matrix_every_route_and_every_kind_of_token(server):
     report("auth_matrix", matrix)
 
 
-def test_tokens_are_compared_against_every_token_in_constant_time(monkeypatch, start_server):
+def test_a_token_is_found_by_its_digest_and_confirmed_in_constant_time(monkeypatch, start_server):
     registry = start_server(local_api=True).service.registry
     every = [t for tenant in registry.tenants.values() for t in tenant.tokens.tokens] + registry.user_tokens
+    assert len(every) > 2  # the Local API's user tokens too
     calls = []
     real = workspaces_module.hmac.compare_digest
     monkeypatch.setattr(workspaces_module.hmac, "compare_digest", lambda a, b: calls.append(1) or real(a, b))
-    registry.authenticate(registry.main.tokens.admin.value)  # the first token matches...
-    assert len(calls) == len(every) > 2  # ...and every token is still compared, the Local API's too
-    calls.clear()
-    with pytest.raises(AuthError, match="Invalid token"):
-        registry.authenticate("nope")
+    for token in every:  # each one is found, the Local API's too, with one constant-time comparison
+        tenant, found = registry.authenticate(token.value)
+        assert found is token
     assert len(calls) == len(every)
+    calls.clear()
+    with pytest.raises(AuthError, match="Invalid token"):  # no digest matches: nothing of a secret is compared
+        registry.authenticate("nope")
+    assert calls == []
 
 
 def test_tokens_never_reach_the_server_log(server):
