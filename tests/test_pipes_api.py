@@ -249,3 +249,40 @@ def test_an_endpoint_answer_carries_no_etag_and_is_never_a_304(server):
         timeout=30,
     )
     assert again.status_code == 200 and again.json()["data"] == response.json()["data"]
+
+
+def test_a_fast_endpoint_is_answered_on_the_event_loop_only_when_nothing_else_is_in_flight(server, monkeypatch):
+    import threading
+
+    from tbkit.server.views import pipes as view
+
+    workspace = server.service.main.workspace
+    real = workspace.call_endpoint
+    threads: list[str] = []
+
+    def call_endpoint(*args):
+        threads.append(threading.current_thread().name)
+        return real(*args)
+
+    times = view.EngineTimes()
+    monkeypatch.setattr(view, "ENGINE_TIMES", times)
+    monkeypatch.setattr(workspace, "call_endpoint", call_endpoint)
+
+    def answered_on() -> str:
+        response = get(server, "/v0/pipes/customer_cltv.json", customer_id="cust123")
+        assert response.status_code == 200 and response.json()["data"][0]["customer_id"] == "cust123"
+        return threads[-1]
+
+    assert answered_on().startswith("tbkit_")  # not known yet: the thread pool
+    assert len(times._recent[(workspace.name, "customer_cltv")]) == 1  # ... which timed it
+    times._recent.clear()
+    for _ in range(view.MIN_CALLS):  # known fast (however slow the first calls of this server were)
+        times.add(workspace.name, "customer_cltv", 0.001)
+    assert answered_on() == "tbkit-server"  # alone: the event loop's thread
+    server.service.in_flight += 1  # another request in flight: the thread pool
+    try:
+        assert answered_on().startswith("tbkit_")
+    finally:
+        server.service.in_flight -= 1
+    monkeypatch.setattr(view, "INLINE_BELOW", 0.0)  # recent calls slower than the bound: the thread pool
+    assert answered_on().startswith("tbkit_")

@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import re
 import time
+from collections import deque
 from typing import Any
 from urllib.parse import urlencode
 
@@ -216,6 +217,34 @@ class ExampleQueryHandler(BaseHandler):
         self.finish(f"{self.request.protocol}://{self.request.host}/v0/pipes/{name}.{fmt}?{query}")
 
 
+# An endpoint whose last RECENT_CALLS calls (at least MIN_CALLS) each took less than INLINE_BELOW seconds in the
+# engine is answered on the event loop itself when it is the only request in flight: that saves the hand-off to
+# the thread pool and back (two thread wake-ups, about 0.4 ms). A request arriving meanwhile waits for that one
+# short query at most; any other request, and any endpoint with a slower recent call, goes to the thread pool.
+INLINE_BELOW = 0.02
+RECENT_CALLS = 32
+MIN_CALLS = 8
+
+
+class EngineTimes:
+    """Recent engine times of each endpoint of each workspace, kept by the event loop (one thread, no lock)."""
+
+    def __init__(self) -> None:
+        self._recent: dict[tuple[str, str], deque[float]] = {}
+
+    def fast(self, workspace: str, endpoint: str) -> bool:
+        """True when the endpoint's recent calls are known and were each shorter than INLINE_BELOW."""
+        recent = self._recent.get((workspace, endpoint))
+        return recent is not None and len(recent) >= MIN_CALLS and max(recent) < INLINE_BELOW
+
+    def add(self, workspace: str, endpoint: str, seconds: float) -> None:
+        recent = self._recent.setdefault((workspace, endpoint), deque(maxlen=RECENT_CALLS))
+        recent.append(seconds)
+
+
+ENGINE_TIMES = EngineTimes()
+
+
 def result_rows(body: bytes, fmt: str) -> int:
     """Rows in a response body: JSON says it at its end; CSV has a header line; NDJSON a line per row."""
     if fmt == "json":
@@ -260,7 +289,16 @@ class EndpointHandler(BaseHandler):
         tenant = self.require(READ, name)
         tenant.project.endpoint(name)
         self._call = (tenant, name, params)
-        body, rows_read, bytes_read = await self.service.run(tenant.workspace.call_endpoint, name, params, fmt)
+        workspace = tenant.workspace
+        inline = self.service.in_flight <= 1 and ENGINE_TIMES.fast(workspace.name, name)
+        started = time.perf_counter()
+        try:
+            if inline:
+                body, rows_read, bytes_read = workspace.call_endpoint(name, params, fmt)
+            else:
+                body, rows_read, bytes_read = await self.service.run(workspace.call_endpoint, name, params, fmt)
+        finally:
+            ENGINE_TIMES.add(workspace.name, name, time.perf_counter() - started)
         self._read = (rows_read, bytes_read, result_rows(body, fmt))
         self.set_header("Content-Type", FORMATS[fmt])
         self.finish(body)
