@@ -124,6 +124,8 @@ def test_compare_prints_each_figure_with_its_ratio(tmp_path):
     assert "| customer_cltv default: in-process p50 (ms) | 8.0 | 4.0 | 0.50× |" in table
     assert "| customer_cltv default: server overhead p50 (ms) | 3.0 | 0.5 | 0.17× |" in table
     assert "| bulk append all (rows/s) | 1,000 | 1,500 | 1.50× |" in table
+    noisy = fake_result(8.0, 7.5, 1000)  # HTTP faster than in-process: a negative overhead has no ratio
+    assert "| customer_cltv default: server overhead p50 (ms) | -0.5 | 0.5 | - |" in compare(noisy, new)
     (tmp_path / "old.json").write_text(json.dumps(old))
     (tmp_path / "new.json").write_text(json.dumps(new))
     (tmp_path / "bad.json").write_text("{not json")

@@ -467,7 +467,8 @@ def load_result(path: Path) -> dict[str, Any]:
 def compare(old: dict[str, Any], new: dict[str, Any]) -> str:
     """A markdown table of every figure two results share: old, new, and new ÷ old.
 
-    For times a ratio under 1 is an improvement; for rates (rows/s, DuckDB ÷ ours) one over 1 is.
+    For times a ratio under 1 is an improvement; for rates (rows/s, DuckDB ÷ ours) one over 1 is. A server overhead
+    can come out negative in a noisy run (HTTP faster than in-process): it then has no ratio.
     """
     before, after = _figures(old), _figures(new)
     lines = [
@@ -480,7 +481,7 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> str:
     for label, value in before.items():
         if label not in after:
             continue
-        ratio = f"{after[label] / value:.2f}×" if value else "-"
+        ratio = f"{after[label] / value:.2f}×" if value > 0 and after[label] >= 0 else "-"  # no ratio of a negative
         lines.append(f"| {label} | {value:,} | {after[label]:,} | {ratio} |")
     missing = sorted(set(before) ^ set(after))
     if missing:
