@@ -10,7 +10,8 @@ import os
 import pytest
 
 from tbkit import engine as engine_module
-from tbkit.errors import IngestError, NotFoundError
+from tbkit import ingest
+from tbkit.errors import IngestError, NotFoundError, QueryError
 from tbkit.project import load_project
 
 MALFORMED = {
@@ -167,6 +168,22 @@ def test_chunked_bytes_keep_every_row(workspace, monkeypatch):
     monkeypatch.setattr(engine_module, "CHUNK_BYTES", 500)
     result = workspace.append("customer_events", ndjson(*[dict(EVENT, event_id=f"e{i}") for i in range(50)]))
     assert result.successful_rows == 50 == workspace.row_count("customer_events")
+
+
+def test_the_quarantine_is_written_beside_the_accepted_rows_and_waited_for(workspace, monkeypatch):
+    """Both writes of an append end before it returns, even when one fails: the stage they read is dropped
+    only then, and the first error is the one raised."""
+    monkeypatch.setattr(ingest, "insert_accepted", lambda *args: "INSERT INTO no_such_table SELECT 1")
+    with pytest.raises(QueryError, match="no_such_table"):
+        workspace.append("customer_events", ndjson(EVENT, "garbage"))
+    assert workspace.row_count("customer_events_quarantine") == 1
+    assert workspace.row_count("customer_events") == 0
+    database = ingest.quote(workspace.name)
+    stages = f"SELECT count() FROM system.tables WHERE database = {database} AND startsWith(name, '__stage_')"
+    assert workspace.engine.scalar(stages) == "0"
+    monkeypatch.undo()
+    result = workspace.append("customer_events", ndjson(EVENT, "garbage"))
+    assert (result.successful_rows, result.quarantined_rows) == (1, 1)
 
 
 def test_appends_feed_the_materializations(workspace):

@@ -22,6 +22,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, ClassVar
@@ -334,6 +335,7 @@ class Engine:
         self._users = 1
         self._closed = False
         self._reserved = 0  # bytes of the appends in flight (Engine.reserve)
+        self._beside = ThreadPoolExecutor(2, thread_name_prefix="tbkit-write")  # Engine.execute_beside
 
     @classmethod
     def open(cls, path: str | Path | None = None, memory: MemoryLimits | None = None) -> Engine:
@@ -506,6 +508,10 @@ class Engine:
             return self.storage_full(message)
         return QueryError(f"[Error] {message}")
 
+    def execute_beside(self, sql: str) -> Future:
+        """Run a write on another thread (and connection) while the caller runs another; the caller waits for it."""
+        return self._beside.submit(self.execute, sql)
+
     @contextlib.contextmanager
     def reserve(self, size: int) -> Iterator[None]:
         """Room for an append of `size` bytes on the data directory's disk, counting the appends in flight;
@@ -569,6 +575,7 @@ class Engine:
             if self._users > 0:
                 return
             self._closed = True
+            self._beside.shutdown(wait=True)
             for conn in self._all:
                 with contextlib.suppress(Exception):
                     conn.close()
@@ -996,11 +1003,19 @@ class Workspace:
                 f"FROM {stage}"
             )
             successful, quarantined = (int(n) for n in counts.split(","))
-            if successful:
-                self.engine.execute(ingest.insert_accepted(target, into or self._table(target.name), stage))
+            beside = None  # the quarantine is written while the accepted rows are, both before the append returns
             if quarantined:
                 quarantine = self._table(target.name + ingest.QUARANTINE_SUFFIX)
-                self.engine.execute(ingest.insert_quarantined(target, quarantine, stage, import_id))
+                beside = self.engine.execute_beside(ingest.insert_quarantined(target, quarantine, stage, import_id))
+            try:
+                if successful:
+                    self.engine.execute(ingest.insert_accepted(target, into or self._table(target.name), stage))
+            except BaseException:
+                if beside is not None:
+                    beside.exception()  # wait for it (it reads the stage), and raise the first error
+                raise
+            if beside is not None:
+                beside.result()
         finally:
             self.engine.execute(f"DROP TABLE IF EXISTS {stage}")
         return successful, quarantined
