@@ -196,6 +196,43 @@ def test_appends_feed_the_materializations(workspace):
     assert copies == [{"customer_id": "cust_1", "n": 2}]
 
 
+def test_an_append_interrupted_between_a_datasource_and_its_views_is_repaired_at_start(workspace, monkeypatch):
+    """A kill can land after an append's rows reached the datasource and before they reached every target (ClickHouse
+    does not write a table and its views atomically). The stage it leaves names the datasource, and the next start
+    rebuilds that datasource's targets from their sources."""
+    workspace.append("customer_events", ndjson(EVENT, dict(EVENT, event_id="e2")))
+    stages = []
+    real_execute = workspace.engine.execute
+
+    def killed_after_the_datasource(sql, *args, **kwargs):
+        if sql.startswith("CREATE TABLE") and "__stage_" in sql:
+            stages.append(sql)
+        if sql.startswith("DROP TABLE IF EXISTS") and "__stage_" in sql:
+            raise KeyboardInterrupt  # the process dies before dropping its stage
+        return real_execute(sql, *args, **kwargs)
+
+    monkeypatch.setattr(workspace.engine, "execute", killed_after_the_datasource)
+    with pytest.raises(KeyboardInterrupt):
+        workspace.append("customer_events", ndjson(dict(EVENT, event_id="e3", timestamp="2025-03-04 05:06:07")))
+    monkeypatch.undo()
+    assert "COMMENT 'customer_events'" in stages[0]
+    # ... and the by-customer copy never got the row.
+    workspace.engine.execute(
+        f"ALTER TABLE {workspace.name}.customer_events_by_customer_mv DELETE WHERE timestamp = '2025-03-04 05:06:07'"
+        " SETTINGS mutations_sync = 2"
+    )
+    copies = "SELECT count() AS n FROM customer_events_by_customer_mv"
+    assert rows(workspace, copies) == [{"n": 2}] and workspace.row_count("customer_events") == 3
+
+    workspace.build()  # what a start does
+
+    database = ingest.quote(workspace.name)
+    leftover = f"SELECT count() FROM system.tables WHERE database = {database} AND startsWith(name, '__stage_')"
+    assert workspace.engine.scalar(leftover) == "0"
+    assert rows(workspace, copies) == [{"n": 3}]
+    assert rows(workspace, "SELECT sum(events) AS n FROM customer_engagement_mv") == [{"n": 3}]
+
+
 def test_unknown_datasource_and_missing_file(workspace, tmp_path):
     with pytest.raises(NotFoundError, match="nope"):
         workspace.append("nope", b"{}\n")

@@ -621,8 +621,7 @@ class Workspace:
         left (at start); a deployment on a live server passes False, as those belong to appends in flight.
         """
         self.engine.execute(f"CREATE DATABASE IF NOT EXISTS {ingest.identifier(self.name)}")
-        if drop_stages:
-            self._drop_stages()
+        interrupted = self._drop_stages() if drop_stages else set()
         existing = self._existing_columns()
         changed = [ds for ds in self.project.datasources.values() if self._columns_differ(ds, existing.get(ds.name))]
         if not replace_changed:
@@ -651,6 +650,10 @@ class Workspace:
                     self.engine.execute(ddl.create_materialized_view(self.name, self.project, pipe))
             except QueryError as e:
                 raise ProjectError(str(e), path=str(pipe.path), line=pipe.output_node.line) from None
+        for datasource in sorted(interrupted & set(self.project.datasources)):
+            # The kill may have come between the datasource's insert and its views' inserts (ClickHouse does not
+            # write a table and its materializations atomically): rebuild the targets from their sources.
+            self.rebuild_downstream(datasource)
 
     def _view_targets(self) -> dict[str, str]:
         """The target (`database.table`) of every materialized view of the workspace, by view name."""
@@ -666,13 +669,19 @@ class Workspace:
                 targets[name] = found.group(1).replace("`", "")
         return targets
 
-    def _drop_stages(self) -> None:
-        """Drop staging tables an interrupted append left behind (they only ever hold unacknowledged rows)."""
+    def _drop_stages(self) -> set[str]:
+        """Drop staging tables an interrupted append left behind (they only ever hold unacknowledged rows); the
+        datasources those appends were writing to (each stage's comment names its datasource)."""
         text = self.engine.execute(
-            f"SELECT name FROM system.tables WHERE database = {ingest.quote(self.name)} AND name LIKE '\\_\\_stage\\_%'"
+            "SELECT name, comment FROM system.tables "
+            f"WHERE database = {ingest.quote(self.name)} AND name LIKE '\\_\\_stage\\_%'"
         )
-        for table in text.bytes().decode().splitlines():
+        interrupted = set()
+        for line in text.bytes().decode().splitlines():
+            table, _, datasource = line.partition("\t")
             self.engine.execute(f"DROP TABLE IF EXISTS {self._table(table)}")
+            interrupted.add(datasource)
+        return interrupted
 
     def check_compatible(self) -> None:
         """Raise ProjectError when a datasource's stored columns differ from its datafile's."""
@@ -844,7 +853,9 @@ class Workspace:
             condition = self.check_condition(datasource, condition)
         import_id = import_id or uuid.uuid4().hex
         holding = self._table(f"__stage_{import_id}_new")
-        self.engine.execute(f"CREATE TABLE {holding} AS {self._table(datasource)} ENGINE = Memory")
+        self.engine.execute(
+            f"CREATE TABLE {holding} AS {self._table(datasource)} ENGINE = Memory COMMENT {ingest.quote(datasource)}"
+        )
         try:
             successful = quarantined = 0
             for number, chunk in enumerate(_split_bytes(bytes(source))):
@@ -995,7 +1006,10 @@ class Workspace:
         """Stage one NDJSON file: accepted rows go to the datasource (or the table `into`), misfits to quarantine."""
         stage = self._table(f"__stage_{import_id}")
         source = f"file({ingest.quote(str(path))}, 'LineAsString', 'raw String')"
-        self.engine.execute(f"CREATE TABLE {stage} ({ingest.staging_columns(target)}) ENGINE = Memory")
+        self.engine.execute(
+            f"CREATE TABLE {stage} ({ingest.staging_columns(target)}) ENGINE = Memory "
+            f"COMMENT {ingest.quote(target.name)}"  # names the datasource if a kill leaves the stage behind
+        )
         try:
             self.engine.execute(f"INSERT INTO {stage} {ingest.staging_select(target, source)}")
             counts = self.engine.scalar(
