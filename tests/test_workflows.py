@@ -41,7 +41,7 @@ def test_ci_steps_in_order():
         "make test",
         ".venv/bin/tbkit lint",
         "/v1/user/workspaces",
-        "tbkit check --target local --junit reports/junit-local.xml",
+        "tbkit check --target local --audit --junit reports/junit-local.xml",
         "tbkit export-tests",
         "tb --local test run",
         "actions/upload-artifact",
