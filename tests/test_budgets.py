@@ -110,7 +110,7 @@ def test_the_baseline_records_the_figures_and_a_later_run_fails_past_the_thresho
     report = budgets.run(layout, project, engine, "XS", [], baseline=True, work_dir=data_dir)
     assert report.ok and report.baseline_written == layout.fixtures_dir / budgets.BASELINE_NAME
     written = json.loads(report.baseline_written.read_text())
-    assert written["written_by"] == "tbkit check --budgets --scale XS --baseline"
+    assert written["written_by"] == "tbkit check --budgets --scale <scale> --baseline, one scale per run"
     assert written["scales"]["XS"] == {e.endpoint: e.figures() for e in report.endpoints}
     assert {k: v for k, v in written["scales"].items() if k != "XS"} == {
         k: v for k, v in committed.items() if k != "XS"

@@ -37,6 +37,7 @@ BASELINE_NAME = "budgets-baseline.json"
 DEFAULT_THRESHOLD = 25.0
 DEFAULT_CALLS = 20
 WORK_DIR = Path(".tbkit/bench")  # shared with `tbkit bench`, so either reuses the other's generated data
+WRITTEN_BY = "tbkit check --budgets --scale <scale> --baseline, one scale per run"
 
 
 @dataclass(frozen=True)
@@ -305,12 +306,12 @@ def data_scale(budget_file: BudgetFile, scale: str) -> dict[str, Any]:
     raise ProjectError(f"unknown scale '{scale}': use one of {', '.join(budget_file.scale_names())}")
 
 
-def write_baseline(path: Path, scale: str, report: BudgetReport, command: str) -> None:
+def write_baseline(path: Path, scale: str, report: BudgetReport) -> None:
     """Record this run's figures for `scale` in the baseline file, keeping the other scales' figures."""
     scales = load_baseline(path)
     scales[scale] = {e.endpoint: e.figures() for e in report.endpoints}
     content = {
-        "written_by": command,
+        "written_by": WRITTEN_BY,
         "note": "the most rows and bytes one call of each endpoint read, per scale; compare with budgets.yaml",
         "scales": dict(sorted(scales.items())),
     }
@@ -358,6 +359,6 @@ def run(
         judge(result, scale, threshold)
         report.endpoints.append(result)
     if baseline:
-        write_baseline(baseline_path, scale, report, f"tbkit check --budgets --scale {scale} --baseline")
+        write_baseline(baseline_path, scale, report)
         report.baseline_written = baseline_path
     return report
