@@ -164,6 +164,19 @@ def test_large_uncompressed_file_goes_in_slices_that_end_at_line_breaks(workspac
     assert not list(workspace.engine.tmp_dir.glob("*.ndjson"))
 
 
+def test_a_line_that_is_not_an_object_keeps_no_column_values_in_quarantine(workspace):
+    """ClickHouse's JSONExtract reads an array's elements by position: an array line must not fill the columns."""
+    line = json.dumps(list(EVENT.values()))
+    result = workspace.append("customer_events", ndjson(line, dict(EVENT, event_value="free")))
+    assert (result.successful_rows, result.quarantined_rows) == (0, 2)
+    quarantined = rows(workspace, "SELECT * FROM customer_events_quarantine ORDER BY c__line")
+    array_row = next(r for r in quarantined if r["c__line"] == line)
+    assert array_row["c__error"] == ["the line is not a valid JSON object"]
+    assert all(array_row[name] is None for name in EVENT), array_row
+    object_row = next(r for r in quarantined if r["c__line"] != line)
+    assert (object_row["event_id"], object_row["event_value"]) == ("e1", "free")
+
+
 def test_chunked_bytes_keep_every_row(workspace, monkeypatch):
     monkeypatch.setattr(engine_module, "CHUNK_BYTES", 500)
     result = workspace.append("customer_events", ndjson(*[dict(EVENT, event_id=f"e{i}") for i in range(50)]))

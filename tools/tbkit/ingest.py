@@ -370,10 +370,12 @@ def insert_quarantined(datasource: Datasource, target: str, stage: str, import_i
     originals = []
     for column in datasource.columns:
         if column.name in positions:
-            originals.append(f"tupleElement(texts, {positions[column.name]})")
+            original = f"tupleElement(texts, {positions[column.name]})"
         else:
             arguments = ", ".join(jsonpath_arguments(column.jsonpath or f"$.{column.name}"))
-            originals.append(f"JSONExtract(c__line, {arguments}, 'Nullable(String)')")
+            original = f"JSONExtract(c__line, {arguments}, 'Nullable(String)')"
+        # JSONExtract reads an array's elements by position: a line that is not an object has no column values.
+        originals.append(f"if(c__object, {original}, NULL)")
     return f"""
 INSERT INTO {target} (c__error_column, c__error, c__import_id, insertion_date, c__line, {names})
 SELECT
@@ -383,7 +385,10 @@ SELECT
     now(),
     c__line,
     {", ".join(originals)}
-FROM (SELECT c__errors, c__line, {texts} AS texts FROM {stage} WHERE notEmpty(c__errors))
+FROM (
+    SELECT c__errors, c__line, {texts} AS texts, startsWith(trimLeft(c__line), '{{') AS c__object
+    FROM {stage} WHERE notEmpty(c__errors)
+)
 """
 
 
