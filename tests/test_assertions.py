@@ -105,7 +105,7 @@ def test_under_github_actions_a_failing_case_is_an_annotation_on_its_golden_file
 
 
 def test_annotation_text_is_escaped_as_github_requires():
-    from tbkit.check import _escape_data, _escape_property
+    from tbkit.checks.report import _escape_data, _escape_property
 
     assert _escape_data("100% done\r\nnext") == "100%25 done%0D%0Anext"
     assert _escape_property("a,b:c%") == "a%2Cb%3Ac%25"

@@ -15,40 +15,13 @@ from pathlib import Path
 
 from . import assertions, audit, contracts, golden, targets
 from .checks import budgets, coverage
-from .checks.cases import CaseResult, Target, run_case
-from .checks.cases import run_check as run_cases
-from .checks.report import CheckReport, _escape_data, _escape_property, github_annotations, write_junit
+from .checks.cases import CaseResult, Target, run_check
+from .checks.report import CheckReport, github_annotations, write_junit
 from .errors import ParameterError
-from .golden import Case
 from .layout import Layout
-from .project import Project, load_project
+from .project import load_project
 
-__all__ = [
-    "CaseResult",
-    "CheckReport",
-    "Options",
-    "Target",
-    "_escape_data",
-    "_escape_property",
-    "check",
-    "github_annotations",
-    "run_case",
-    "run_check",
-    "write_junit",
-]
-
-
-def run_check(
-    cases: list[Case],
-    target: Target,
-    golden_dir: Path,
-    update: bool = False,
-    rel_tol: float = golden.DEFAULT_REL_TOL,
-    on_result: Callable[[CaseResult], None] | None = None,
-) -> CheckReport:
-    """Run every case in order (`on_result` as each finishes); a report of the cases alone."""
-    run = run_cases(cases, target, golden_dir, update, rel_tol, on_result)
-    return CheckReport(target=run.target, results=run.results, seconds=run.seconds)
+__all__ = ["CaseResult", "CheckReport", "Options", "Target", "check", "github_annotations", "write_junit"]
 
 
 @dataclass(frozen=True)
@@ -124,7 +97,8 @@ def check(
         raise ParameterError("--budgets runs on the embedded target only: it loads generated data into a workspace")
     runner = targets.open_target(target, project, layout, token=token, seed=seed, on_message=on_message)
     try:
-        report = run_check(cases, runner, layout.golden_dir, update, rel_tol, on_result)
+        run = run_check(cases, runner, layout.golden_dir, update, rel_tol, on_result)
+        report = CheckReport(target=run.target, results=run.results, seconds=run.seconds)
         if isinstance(runner, targets.EmbeddedTarget):
             report.contracts = contracts.check(layout, project, runner.workspace, selected, update, accept_breaking)
         else:
@@ -140,30 +114,18 @@ def check(
         if options.audit:
             report.audit = audit.audit_with(_run_sql(runner), project)
         if options.budgets_scale:
-            report.budgets = _budgets(layout, project, runner, all_cases, selected, options, on_message)
+            report.budgets = budgets.run(
+                layout,
+                project,
+                runner.engine,
+                options.budgets_scale,
+                all_cases,
+                selected,
+                baseline=options.baseline,
+                threshold=options.threshold,
+                work_dir=options.budgets_work_dir,
+                log=on_message,
+            )
         return report
     finally:
         runner.close()
-
-
-def _budgets(
-    layout: Layout,
-    project: Project,
-    runner: targets.EmbeddedTarget,
-    cases: list[Case],
-    endpoints: list[str] | None,
-    options: Options,
-    on_message: Callable[[str], object],
-) -> budgets.BudgetReport:
-    return budgets.run(
-        layout,
-        project,
-        runner.engine,
-        options.budgets_scale or "",
-        cases,
-        endpoints,
-        baseline=options.baseline,
-        threshold=options.threshold,
-        work_dir=options.budgets_work_dir,
-        log=on_message,
-    )

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ddl, fixtures, golden
-from .check import CaseResult, run_case
+from .checks.cases import CaseResult, run_case
 from .engine import Engine, Workspace
 from .errors import ProjectError, TbkitError
 from .golden import Case, Response
