@@ -18,7 +18,8 @@ from urllib.parse import quote
 
 import requests
 
-from .browser import chromium, wait_until
+from .browser import chromium
+from .polling import wait_until
 from .repo_copy import copy_project, edit
 from .serving import DevProcess
 

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from tbkit.layout import Layout
 from tbkit.server import ServerConfig, Service
 from tbkit.server.thread import BackgroundServer
 
+from .polling import wait_until
 from .repo_copy import edit, run
 from .serving import ADMIN_TOKEN, free_port
 
@@ -208,16 +208,6 @@ def test_a_fixture_edit_reruns_the_endpoints_that_read_it(dev):
     assert count == [{"n": len(lines) - 1}]
 
 
-def wait_for(predicate, deadline: float = 60.0, what: str = "the condition"):
-    """Poll `predicate` until it returns something true; fail after `deadline` seconds."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if value := predicate():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} did not happen within {deadline} s")
-
-
 def test_check_watch_reruns_on_a_save_seen_by_the_watcher(repo):
     reports: list = []
     until = threading.Event()
@@ -226,14 +216,14 @@ def test_check_watch_reruns_on_a_save_seen_by_the_watcher(repo):
     )
     thread.start()
     try:
-        first = wait_for(lambda: reports, what="the first run")[0]
+        first = wait_until(lambda: reports, what="the first run")[0]
         assert (first.failed, first.changed) == (0, []) and first.passed > 80
         # an editor's save: a temporary file written, then renamed over the case file
         cases = Path("fixtures/cases/cltv_summary.yaml")
         temporary = cases.with_name(".cltv_summary.yaml.swp")
         temporary.write_text(cases.read_text() + "  - name: added_in_dev\n")
         temporary.rename(cases)
-        second = wait_for(lambda: reports[1:], what="the rerun")[0]
+        second = wait_until(lambda: reports[1:], what="the rerun")[0]
         assert second.changed == ["fixtures/cases/cltv_summary.yaml"] and second.endpoints == {"cltv_summary"}
         [failure] = [r for r in second.results if not r.ok]
         assert failure.case.id == "cltv_summary/added_in_dev" and "no golden file" in failure.differences[0]
@@ -270,14 +260,14 @@ def test_the_tbkit_dev_process_prints_every_case_then_reacts_to_a_save(repo):
         )
     try:
         text = lambda: output.read_text()  # noqa: E731
-        wait_for(lambda: "passed" in text(), what="the first run")
+        wait_until(lambda: "passed" in text(), what="the first run")
         assert f"✓ serving tinybird on http://127.0.0.1:{port} (data in " in text()
         cases = sum(len(c.read_text().split("- name:")) - 1 for c in Path("fixtures/cases").glob("*.yaml"))
         assert f"{cases} passed, 0 failed: ran {cases} cases of 6 endpoints in " in text()
         checks = requests.get(f"http://127.0.0.1:{port}/v0/tbkit/checks", params={"token": ADMIN_TOKEN}, timeout=30)
         assert (checks.json()["generation"], checks.json()["passed"]) == (1, cases)
         edit(CLTV_PIPE, REVENUE, DOUBLED)
-        wait_for(lambda: "after the save" in text(), what="the rerun")
+        wait_until(lambda: "after the save" in text(), what="the rerun")
         assert "» changed: tinybird/endpoints/cltv_summary.pipe\n✗ cltv_summary/defaults" in text()
         assert "0 passed, 1 failed: reran 1 case of 1 endpoint in " in text()
         response = requests.get(
@@ -401,7 +391,7 @@ def test_the_check_watch_process_stops_on_a_signal(repo, signum):
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         )
     try:
-        wait_for(lambda: "passed" in output.read_text(), what="the first run")
+        wait_until(lambda: "passed" in output.read_text(), what="the first run")
     finally:
         process.send_signal(signum)
         code = process.wait(60)
