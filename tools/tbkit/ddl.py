@@ -106,7 +106,7 @@ def populate(database: str, project: Project, pipe: Pipe) -> str:
 
 
 def sources(project: Project, pipe: Pipe) -> set[str]:
-    """The datasources a materialization pipe reads (through any of its nodes)."""
+    """The datasources a pipe reads (through any of its nodes)."""
     return {table for node in pipe.nodes for table in node.reads if table in project.datasources}
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import ddl, fixtures, golden
+from . import ddl, fixtures, golden, targets
 from .checks.cases import CaseResult, run_case
 from .engine import Engine, Workspace
 from .errors import ProjectError, TbkitError
@@ -166,12 +166,6 @@ def classify(paths: Iterable[Path], layout: Layout) -> Change:
     return change
 
 
-def endpoint_reads(project: Project, endpoint: str) -> set[str]:
-    """The datasources an endpoint reads (through any of its nodes)."""
-    pipe = project.endpoints[endpoint]
-    return {table for node in pipe.nodes for table in node.reads if table in project.datasources}
-
-
 def schema_of(datasource: Datasource) -> str:
     """A datasource's table as ClickHouse stores it (columns, engine, keys): equal schemas keep their rows."""
     return ddl.create_table("_", datasource) + ddl.create_quarantine_table("_", datasource)
@@ -218,7 +212,7 @@ def plan(old: Project, old_texts: dict[str, dict[str, str]], new: Project, chang
     endpoints = {
         name
         for name in new.endpoints
-        if name in changed_pipes or endpoint_reads(new, name) & touched or name in change.case_endpoints
+        if name in changed_pipes or ddl.sources(new, new.endpoints[name]) & touched or name in change.case_endpoints
     }
     materializations = {n: t for n, t in new_texts["pipe"].items() if n in new.materializations}
     old_materializations = {n: t for n, t in old_texts["pipe"].items() if n in old.materializations}
@@ -273,10 +267,7 @@ class _WorkspaceTarget:
         self.loop = loop
 
     def fetch(self, case: Case) -> Response:
-        try:
-            return Response.from_json(200, self.loop.workspace.endpoint(case.endpoint, case.params))
-        except TbkitError as e:
-            return Response.from_json(e.status, {"error": str(e)})
+        return targets.answer(self.loop.workspace, case)
 
 
 def _build_error(error: TbkitError, root: Path) -> dict[str, Any]:

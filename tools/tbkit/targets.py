@@ -21,6 +21,14 @@ from .layout import Layout
 from .project import Project
 
 
+def answer(workspace: Workspace, case: Case) -> Response:
+    """A case's request run on an embedded workspace: its JSON answer, or the error as the API answers it."""
+    try:
+        return Response.from_json(200, workspace.endpoint(case.endpoint, case.params))
+    except TbkitError as e:
+        return Response.from_json(e.status, {"error": str(e)})
+
+
 class EmbeddedTarget:
     """The project built in-process on chDB, in a workspace of its own, seeded with the fixtures."""
 
@@ -40,10 +48,7 @@ class EmbeddedTarget:
 
     def fetch(self, case: Case) -> Response:
         """Run a case's request on the workspace."""
-        try:
-            return Response.from_json(200, self.workspace.endpoint(case.endpoint, case.params))
-        except TbkitError as e:
-            return Response.from_json(e.status, {"error": str(e)})
+        return answer(self.workspace, case)
 
     def close(self) -> None:
         """Drop the workspace and release the engine."""
