@@ -7,6 +7,7 @@ of the project); one test runs the real `tbkit dev` process, because the process
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -397,3 +398,45 @@ def test_the_check_watch_process_stops_on_a_signal(repo, signum):
         code = process.wait(60)
     assert code == 0, output.read_text()
     assert "» watching tinybird and fixtures; Ctrl+C to stop" in output.read_text()
+
+
+def test_rows_appended_while_a_build_copies_a_table_are_carried_exactly_once(engine, project, workspace):
+    """An append can land just before ATTACH PARTITION ALL (so the copy holds it) and another just after (so it
+    does not): the parts said copied must be exactly those the copy holds, so `copy_parts` carries the second."""
+    beside = engine.workspace(workspace.name + "_b", project)
+    beside.build()
+    table = "customer_demographics"
+
+    def one(customer: str) -> bytes:
+        return f'{{"customer_id": "{customer}", "age": 40, "location": "Oslo"}}\n'.encode()
+
+    workspace.append(table, one("before_the_copy"))
+    real_execute = engine.execute
+    appending = False
+
+    def around_the_copy(sql, *args, **kwargs):
+        nonlocal appending
+        if appending or not sql.startswith(f"ALTER TABLE {beside._table(table)} ATTACH PARTITION ALL FROM"):
+            return real_execute(sql, *args, **kwargs)
+        appending = True
+        try:
+            workspace.append(table, one("just_before_the_attach"))
+            result = real_execute(sql, *args, **kwargs)
+            workspace.append(table, one("just_after_the_attach"))
+            return result
+        finally:
+            appending = False
+
+    try:
+        engine.execute = around_the_copy
+        copied = beside.attach_rows(workspace, table, track=True)
+        engine.execute = real_execute
+        for name, parts in copied.items():
+            beside.copy_parts(workspace, name, parts)
+        customers = f"SELECT groupArray(customer_id) AS ids FROM (SELECT customer_id FROM {table} ORDER BY 1)"
+        both = [json.loads(ws.sql(customers))["data"][0]["ids"] for ws in (beside, workspace)]
+        assert both[0] == both[1] == ["before_the_copy", "just_after_the_attach", "just_before_the_attach"]
+    finally:
+        engine.execute = real_execute
+        workspace.resume_merges(copied if "copied" in locals() else ())
+        beside.drop()

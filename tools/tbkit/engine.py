@@ -585,6 +585,22 @@ class Engine:
             shutil.rmtree(self.path, ignore_errors=True)
 
 
+def _parts_attached(before: dict[str, int], now: dict[str, int], rows: int, table: str) -> set[str]:
+    """The parts of `table` that an ATTACH PARTITION ALL FROM copied, holding `rows` rows: those of `before` (its
+    parts when merges stopped), then the parts appended since, in the order they were written, while the rows add
+    up. Parts appended after the copy are left out, so that `copy_parts` carries them."""
+    copied, total = set(before), sum(before.values())
+    for name, count in now.items():
+        if total >= rows:
+            break
+        if name not in copied:
+            copied.add(name)
+            total += count
+    if total != rows:
+        raise TbkitError(f"could not tell which parts of {table} were copied ({rows} rows copied, {total} counted)")
+    return copied
+
+
 class Workspace:
     """A project built into one database of the engine: append to datasources, query endpoints."""
 
@@ -750,9 +766,9 @@ class Workspace:
                 self.engine.execute(f"SYSTEM STOP MERGES {source._table(name)}")
                 before = source._parts(name)
             self.engine.execute(f"ALTER TABLE {self._table(name)} ATTACH PARTITION ALL FROM {source._table(name)}")
-            if track:  # a part appended meanwhile was copied when the counts say so
+            if track:
                 rows = int(self.engine.scalar(f"SELECT count() FROM {self._table(name)}"))
-                copied[name] = set(before) if rows == sum(before.values()) else set(source._parts(name))
+                copied[name] = _parts_attached(before, source._parts(name), rows, source._table(name))
         return copied
 
     def resume_merges(self, tables: Iterable[str]) -> None:
@@ -772,10 +788,10 @@ class Workspace:
         return new
 
     def _parts(self, table: str) -> dict[str, int]:
-        """The active parts of a table: rows by part name."""
+        """The active parts of a table: rows by part name, in the order they were written."""
         text = self.engine.execute(
             f"SELECT name, rows FROM system.parts WHERE database = {ingest.quote(self.name)} "
-            f"AND table = {ingest.quote(table)} AND active"
+            f"AND table = {ingest.quote(table)} AND active ORDER BY min_block_number"
         )
         return {name: int(rows) for name, rows in (line.split("\t") for line in text.bytes().decode().splitlines())}
 
