@@ -440,3 +440,40 @@ def test_rows_appended_while_a_build_copies_a_table_are_carried_exactly_once(eng
         engine.execute = real_execute
         workspace.resume_merges(copied if "copied" in locals() else ())
         beside.drop()
+
+
+def test_a_merge_that_ends_after_the_copy_is_not_copied_again(engine, project, workspace):
+    """STOP MERGES does not stop a merge about to commit: one can replace copied parts by a part of a new name
+    after the copy. Its blocks were copied, so `copy_parts` carries only the part appended after it."""
+    beside = engine.workspace(workspace.name + "_b", project)
+    beside.build()
+    table = "customer_demographics"
+    source = workspace._table(table)
+    for customer in ("first", "second"):
+        workspace.append(table, f'{{"customer_id": "{customer}", "age": 40, "location": "Oslo"}}\n'.encode())
+    real_execute = engine.execute
+
+    def merge_after_the_copy(sql, *args, **kwargs):
+        result = real_execute(sql, *args, **kwargs)
+        if sql.startswith(f"ALTER TABLE {beside._table(table)} ATTACH PARTITION ALL FROM"):
+            real_execute(f"SYSTEM START MERGES {source}")
+            real_execute(f"OPTIMIZE TABLE {source} FINAL")
+            real_execute(f"SYSTEM STOP MERGES {source}")
+            engine.execute = real_execute
+            workspace.append(table, b'{"customer_id": "third", "age": 40, "location": "Oslo"}\n')
+        return result
+
+    copied: dict = {}
+    try:
+        engine.execute = merge_after_the_copy
+        copied = beside.attach_rows(workspace, table, track=True)
+        engine.execute = real_execute
+        assert len(workspace._parts(table)) == 2  # the merged part, and the one appended after it
+        for name, parts in copied.items():
+            beside.copy_parts(workspace, name, parts)
+        customers = f"SELECT groupArray(customer_id) AS ids FROM (SELECT customer_id FROM {table} ORDER BY 1)"
+        assert json.loads(beside.sql(customers))["data"][0]["ids"] == ["first", "second", "third"]
+    finally:
+        engine.execute = real_execute
+        workspace.resume_merges(copied)
+        beside.drop()

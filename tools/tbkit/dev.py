@@ -26,7 +26,7 @@ from typing import Any
 
 from . import ddl, fixtures, golden, targets
 from .checks.cases import CaseResult, run_case
-from .engine import Engine, Workspace
+from .engine import Blocks, Engine, Workspace
 from .errors import ProjectError, TbkitError
 from .golden import Case, Response
 from .layout import Layout
@@ -310,8 +310,8 @@ class DevLoop:
         self.state = ChecksState()
         self.cases: list[Case] = []
         self._texts = datafile_texts(workspace.project)  # as built: the files change under the loop
-        # The build the served one replaced, and the names of its parts copied so far, by table.
-        self._replaced: tuple[Workspace, dict[str, set[str]]] | None = None
+        # The build the served one replaced, and the blocks of its parts copied so far, by table.
+        self._replaced: tuple[Workspace, dict[str, set[Blocks]]] | None = None
         self._broken = False  # the last run ended in a build error
         self._target = _WorkspaceTarget(self)
 
@@ -397,7 +397,7 @@ class DevLoop:
             name = self.base_name + "_b" if self.workspace.name == self.base_name else self.base_name
             workspace = engine.workspace(name, project, self.workspace.query_timeout)
             workspace.drop()  # the build before the served one: no request reads it any more
-            copied: dict[str, set[str]] = {}
+            copied: dict[str, set[Blocks]] = {}
             try:
                 workspace.build()
                 for datasource in project.datasources:

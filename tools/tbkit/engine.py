@@ -585,19 +585,38 @@ class Engine:
             shutil.rmtree(self.path, ignore_errors=True)
 
 
-def _parts_attached(before: dict[str, int], now: dict[str, int], rows: int, table: str) -> set[str]:
-    """The parts of `table` that an ATTACH PARTITION ALL FROM copied, holding `rows` rows: those of `before` (its
-    parts when merges stopped), then the parts appended since, in the order they were written, while the rows add
-    up. Parts appended after the copy are left out, so that `copy_parts` carries them."""
-    copied, total = set(before), sum(before.values())
-    for name, count in now.items():
+# A part's place in its table: partition and range of block numbers. A part merged from others covers their
+# ranges, so "already copied" survives a merge that ends after the copy.
+Blocks = tuple[str, int, int]
+Parts = dict[str, tuple[int, Blocks]]  # rows and blocks by part name
+
+
+def _covered(blocks: Blocks, copied: set[Blocks]) -> bool:
+    """True when every block of `blocks` is in one of the `copied` ranges (a merged part spans several)."""
+    partition, low, high = blocks
+    for lo, hi in sorted((lo, hi) for p, lo, hi in copied if p == partition):
+        if lo > low:
+            return False
+        low = max(low, hi + 1)
+        if low > high:
+            return True
+    return False
+
+
+def _parts_attached(before: Parts, now: Parts, rows: int) -> set[Blocks]:
+    """The blocks an ATTACH PARTITION ALL FROM copied, holding `rows` rows: those of `before` (the parts when
+    merges stopped), then the parts written since, in order, while the rows add up. Parts written after the copy
+    are left out, so that `copy_parts` carries them."""
+    copied = {blocks for _, blocks in before.values()}
+    total = sum(count for count, _ in before.values())
+    for count, blocks in now.values():
         if total >= rows:
             break
-        if name not in copied:
-            copied.add(name)
+        if not _covered(blocks, copied):
+            copied.add(blocks)
             total += count
     if total != rows:
-        raise TbkitError(f"could not tell which parts of {table} were copied ({rows} rows copied, {total} counted)")
+        raise TbkitError(f"could not tell which parts were copied ({rows} rows copied, {total} counted)")
     return copied
 
 
@@ -749,18 +768,18 @@ class Workspace:
         self.engine.execute(f"RENAME DATABASE {ingest.identifier(self.name)} TO {ingest.identifier(name)}")
         return Workspace(self.engine, name, self.project, self.query_timeout)
 
-    def attach_rows(self, source: Workspace, datasource: str, track: bool = False) -> dict[str, set[str]]:
+    def attach_rows(self, source: Workspace, datasource: str, track: bool = False) -> dict[str, set[Blocks]]:
         """Copy a datasource's rows and its quarantine's from `source`, where its table has the same schema.
 
         ClickHouse copies the parts (hard links, so the size of the data does not matter) and runs no materialized
         view: what the datasource fed downstream is copied, or rebuilt, on its own. With `track`, merges of the
-        source's tables stop first, so parts appended to it afterwards keep names of their own, and the names of
-        the parts copied are returned by table, for `copy_parts` to copy the later ones.
+        source's tables stop first, so parts appended to it afterwards keep names of their own, and the blocks
+        copied are returned by table, for `copy_parts` to copy the later ones.
         """
         names = [datasource + ingest.QUARANTINE_SUFFIX]
         if self.project.datasource(datasource).engine != "Null":  # a Null table holds no rows
             names.append(datasource)
-        copied: dict[str, set[str]] = {}
+        copied: dict[str, set[Blocks]] = {}
         for name in names:
             if track:
                 self.engine.execute(f"SYSTEM STOP MERGES {source._table(name)}")
@@ -768,7 +787,7 @@ class Workspace:
             self.engine.execute(f"ALTER TABLE {self._table(name)} ATTACH PARTITION ALL FROM {source._table(name)}")
             if track:
                 rows = int(self.engine.scalar(f"SELECT count() FROM {self._table(name)}"))
-                copied[name] = _parts_attached(before, source._parts(name), rows, source._table(name))
+                copied[name] = _parts_attached(before, source._parts(name), rows)
         return copied
 
     def resume_merges(self, tables: Iterable[str]) -> None:
@@ -776,24 +795,29 @@ class Workspace:
         for name in tables:
             self.engine.execute(f"SYSTEM START MERGES {self._table(name)}")
 
-    def copy_parts(self, source: Workspace, table: str, copied: set[str]) -> set[str]:
-        """Append the rows of the source table's parts that are not in `copied` (materialized views run, as for
-        any append); the names of the parts copied now."""
-        new = set(source._parts(table)) - copied
+    def copy_parts(self, source: Workspace, table: str, copied: set[Blocks]) -> set[Blocks]:
+        """Append the rows of the source table's parts whose blocks are not in `copied` (materialized views run, as
+        for any append); the blocks copied now."""
+        new = {name: blocks for name, (_, blocks) in source._parts(table).items() if not _covered(blocks, copied)}
         if new:
             names = ", ".join(ingest.quote(part) for part in sorted(new))
             self.engine.execute(
                 f"INSERT INTO {self._table(table)} SELECT * FROM {source._table(table)} WHERE _part IN ({names})"
             )
-        return new
+        return set(new.values())
 
-    def _parts(self, table: str) -> dict[str, int]:
-        """The active parts of a table: rows by part name, in the order they were written."""
+    def _parts(self, table: str) -> Parts:
+        """The active parts of a table, in the order they were written: rows and blocks by part name."""
         text = self.engine.execute(
-            f"SELECT name, rows FROM system.parts WHERE database = {ingest.quote(self.name)} "
-            f"AND table = {ingest.quote(table)} AND active ORDER BY min_block_number"
+            "SELECT name, rows, partition_id, min_block_number, max_block_number FROM system.parts "
+            f"WHERE database = {ingest.quote(self.name)} AND table = {ingest.quote(table)} AND active "
+            "ORDER BY min_block_number"
         )
-        return {name: int(rows) for name, rows in (line.split("\t") for line in text.bytes().decode().splitlines())}
+        parts = {}
+        for line in text.bytes().decode().splitlines():
+            name, rows, partition, low, high = line.split("\t")
+            parts[name] = (int(rows), (partition, int(low), int(high)))
+        return parts
 
     def truncate(self, datasource: str | None = None) -> None:
         """Empty one datasource (and its quarantine), or every datasource when None.
