@@ -47,7 +47,10 @@ def check_figures(result: dict, calls: int) -> None:
             assert figures["rows_read"] > 0
             assert result["duckdb"]["latency"][endpoint][series]["p50_ms"] > 0
             assert result["duckdb"]["ratio_duckdb_p50_to_ours"][endpoint][series]["in_process"] > 0
-        assert result["http"][endpoint]["default"]["p50_ms"] > 0
+        over_http = result["http"][endpoint]["default"]
+        # each call's overhead is its round trip minus the server's own time for it: less than the round trip
+        assert over_http["p50_ms"] > 0 and 0 < over_http["overhead_p50_ms"] < over_http["p99_ms"]
+    assert result["floor"]["select_1_ms"] > 0 and result["server"]["health_round_trip_ms"] > 0
     assert result["server"]["ready_seconds"] > 0 and result["server"]["peak_rss_mb"] > 0
     duck = result["duckdb"]
     assert duck["same_rows_loaded"] is True, (duck["load"], duck["engine_rows"])
@@ -110,6 +113,23 @@ def fake_result(p50: float, http_p50: float, rows_per_second: int) -> dict:
         "http": {e: {"default": http} for e in ENDPOINTS},
         "ingestion": {"bulk": {"all": {"rows": 100, "seconds": 1.0, "rows_per_second": rows_per_second}}},
     }
+
+
+def test_server_timing_gives_the_engine_duration():
+    from tbkit.bench import server_time_ms
+
+    assert server_time_ms("engine;dur=4.250") == 4.25
+    assert server_time_ms('cache;desc="hit", engine;desc="query";dur=1.5') == 1.5
+    assert server_time_ms("") == 0.0 and server_time_ms("db;dur=3") == 0.0
+
+
+def test_the_per_call_overhead_wins_over_the_difference_of_two_series():
+    from tbkit.bench import overhead_ms
+
+    result = fake_result(5.0, 8.0, 1000)
+    assert overhead_ms(result, "customer_cltv", "default") == 3.0
+    result["http"]["customer_cltv"]["default"] = {**result["http"]["customer_cltv"]["default"], "overhead_p50_ms": 0.4}
+    assert overhead_ms(result, "customer_cltv", "default") == 0.4
 
 
 def test_compare_prints_each_figure_with_its_ratio(tmp_path):

@@ -219,3 +219,20 @@ def test_events_dated_in_the_future_never_count_before_they_happen(workspace, la
     fast = _ranking(workspace)
     assert "cust_025" not in {row["customer_id"] for row in fast["data"]}
     assert fast["data"] == _ranking(workspace, start_date="1970-01-01 00:00:00")["data"]
+
+
+def test_a_small_answer_is_formatted_on_one_thread_from_the_next_call(seeded):
+    engine = seeded.engine
+    with engine.connection(readonly=True) as conn:
+        assert conn.query("SELECT getSetting('output_format_parallel_formatting')", "TSV").bytes() == b"true\n"
+    with engine.connection(readonly=True, serial_output=True) as conn:
+        assert conn.query("SELECT getSetting('output_format_parallel_formatting')", "TSV").bytes() == b"false\n"
+    params = {"customer_id": "cust_001", "as_of": AS_OF}
+    seeded._small_answers.pop("customer_segment_lookup", None)
+    first = seeded.endpoint("customer_segment_lookup", params)  # not known yet: formatted in parallel
+    assert seeded._small_answers["customer_segment_lookup"] is True
+    second = seeded.endpoint("customer_segment_lookup", params)  # small last time: on one thread
+    assert {k: v for k, v in first.items() if k != "statistics"} == {
+        k: v for k, v in second.items() if k != "statistics"
+    }
+    assert first["data"][0]["customer_id"] == "cust_001"

@@ -251,10 +251,34 @@ def test_an_endpoint_answer_carries_no_etag_and_is_never_a_304(server):
     assert again.status_code == 200 and again.json()["data"] == response.json()["data"]
 
 
+def test_an_endpoint_answer_says_the_time_it_took_in_the_server(server):
+    started = time.perf_counter()
+    response = get(server, "/v0/pipes/customer_cltv.json", customer_id="cust123")
+    round_trip_ms = (time.perf_counter() - started) * 1000
+    assert response.status_code == 200 and response.json()["data"][0]["customer_id"] == "cust123"
+    name, _, duration = response.headers["Server-Timing"].partition(";dur=")
+    assert name == "engine" and 0 < float(duration) < round_trip_ms
+    assert response.headers["Access-Control-Allow-Origin"] == "*" and response.headers["Date"].endswith(" GMT")
+    assert int(response.headers["Content-Length"]) == len(response.content)
+    refused = get(server, "/v0/pipes/customer_cltv.json", token="not-a-token", customer_id="cust123")
+    assert refused.status_code == 403 and "Server-Timing" not in refused.headers
+    assert refused.json() == {"error": "Invalid token"}
+
+
+def test_an_endpoint_is_called_with_get_or_post_only(server):
+    url = f"{server.url}/v0/pipes/customer_cltv.json"
+    head = requests.head(url, params={"token": server.token}, timeout=30)
+    assert (head.status_code, head.content) == (405, b"")
+    put = requests.put(url, params={"token": server.token}, timeout=30)
+    assert (put.status_code, put.json()) == (405, {"error": "Method Not Allowed"})
+    posted = requests.post(url, params={"token": server.token}, data={"customer_id": "cust123"}, timeout=30)
+    assert posted.status_code == 200 and posted.json()["data"][0]["customer_id"] == "cust123"
+
+
 def test_a_fast_endpoint_is_answered_on_the_event_loop_only_when_nothing_else_is_in_flight(server, monkeypatch):
     import threading
 
-    from tbkit.server.views import pipes as view
+    from tbkit.server import endpoints as view
 
     workspace = server.service.main.workspace
     real = workspace.call_endpoint

@@ -162,22 +162,63 @@ def _in_process(ws: Workspace, endpoint: str) -> Callable[[dict[str, str]], tupl
     return call
 
 
-def _over_http(connection: http.client.HTTPConnection, token: str, endpoint: str) -> Callable:
-    """Calls over one keep-alive connection with the standard library's client: `requests` spends about 0.85 ms
-    of its own per call here (a /v0/health round trip: 1.37 ms with it, 0.52 ms without), which would be
-    counted as the server's overhead."""
-    headers = {"Authorization": f"Bearer {token}"}
+class _OverHttp:
+    """Calls of one endpoint over one keep-alive connection with the standard library's client (`requests` spends
+    about 0.85 ms of its own per call here, a /v0/health round trip: 1.37 ms with it, 0.52 ms without, which would
+    be counted as the server's overhead). Each call's server overhead is its round trip minus the time the server
+    says the call took inside it (`Server-Timing: engine;dur=`): kept per call in `overheads` (ms)."""
 
-    def call(params: dict[str, str]) -> tuple[Any, int]:
-        connection.request("GET", f"/v0/pipes/{endpoint}.json?{urlencode(params)}", headers=headers)
-        response = connection.getresponse()
+    def __init__(self, connection: http.client.HTTPConnection, token: str, endpoint: str):
+        self.connection = connection
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.endpoint = endpoint
+        self.overheads: list[float] = []
+
+    def __call__(self, params: dict[str, str]) -> tuple[Any, int]:
+        started = time.perf_counter()
+        self.connection.request("GET", f"/v0/pipes/{self.endpoint}.json?{urlencode(params)}", headers=self.headers)
+        response = self.connection.getresponse()
         data = response.read()
+        round_trip = time.perf_counter() - started
         if response.status != 200:
-            raise TbkitError(f"{endpoint} answered {response.status} over HTTP: {data[:200].decode(errors='replace')}")
+            raise TbkitError(
+                f"{self.endpoint} answered {response.status} over HTTP: {data[:200].decode(errors='replace')}"
+            )
+        self.overheads.append(round_trip * 1000 - server_time_ms(response.getheader("Server-Timing", "")))
         body = json.loads(data)  # parsed once, as the in-process series parses its answer once
         return body, body["statistics"]["rows_read"]
 
-    return call
+
+def server_time_ms(header: str) -> float:
+    """The `engine` duration (ms) of a `Server-Timing` header; 0.0 without one."""
+    for metric in header.split(","):
+        name, _, rest = metric.strip().partition(";")
+        if name == "engine":
+            for part in rest.split(";"):
+                key, _, value = part.strip().partition("=")
+                if key == "dur":
+                    return float(value)
+    return 0.0
+
+
+def _http_series(connection: http.client.HTTPConnection, token: str, endpoint: str, params: list) -> dict[str, Any]:
+    """An endpoint's HTTP series, with the median server overhead of its timed calls (warm-up calls left out)."""
+    call = _OverHttp(connection, token, endpoint)
+    figures = _series(call, params)[0]
+    figures["overhead_p50_ms"] = round(statistics.median(call.overheads[-len(params) :]), 3)
+    return figures
+
+
+def _floor_ms(call: Callable[[], object], calls: int = 300) -> float:
+    """The p50 (ms) of a call that does nothing but reach the engine or the server: what every call pays."""
+    for _ in range(20):
+        call()
+    seconds = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        call()
+        seconds.append(time.perf_counter() - started)
+    return round(percentile(seconds, 0.5) * 1000, 3)
 
 
 def _compare(ours: dict[str, Any], theirs: list[dict[str, Any]]) -> list[str]:
@@ -256,6 +297,7 @@ class Bench:
                     latency[endpoint][series] = figures
                     self.answers[endpoint][series] = answers
             self.result["embedded"] = latency
+            self.result["floor"] = {"select_1_ms": _floor_ms(lambda: engine.execute("SELECT 1", "JSON", readonly=True))}
             events = engine.workspace("bench_events_api", self.project)
             events.drop()
             events.build()
@@ -280,13 +322,18 @@ class Bench:
             server: dict[str, Any] = {"ready_seconds": round(time.perf_counter() - started, 3)}
             session = requests.Session()
             connection = http.client.HTTPConnection("127.0.0.1", process.port, timeout=300)
+
+            def health() -> None:
+                connection.request("GET", "/v0/health")
+                connection.getresponse().read()
+
+            server["health_round_trip_ms"] = _floor_ms(health)
             series: dict[str, dict[str, Any]] = {}
             series_names = ("default", "varied") if self.config.target == "http" else ("default",)
             for endpoint in ENDPOINTS:
                 log(f"HTTP series: {endpoint}")
                 series[endpoint] = {
-                    s: _series(_over_http(connection, token, endpoint), self.params[endpoint][s])[0]
-                    for s in series_names
+                    s: _http_series(connection, token, endpoint, self.params[endpoint][s]) for s in series_names
                 }
             connection.close()
             self.result["http"] = series
@@ -416,6 +463,13 @@ def markdown(result: dict[str, Any]) -> str:
         f"`tbkit serve` ready in {server.get('ready_seconds')} s on the existing data directory; "
         f"peak resident memory {server.get('peak_rss_mb')} MB.",
     ]
+    floors = []
+    if "select_1_ms" in result.get("floor", {}):
+        floors.append(f"`SELECT 1` in the embedded engine {result['floor']['select_1_ms']} ms")
+    if "health_round_trip_ms" in server:
+        floors.append(f"a `/v0/health` round trip {server['health_round_trip_ms']} ms")
+    if floors:
+        lines.append("Floors of this machine during the run (p50): " + "; ".join(floors) + ".")
     if "duckdb" in result:
         duck = result["duckdb"]
         lines.append(
@@ -426,8 +480,11 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def overhead_ms(result: dict[str, Any], endpoint: str, series: str) -> float | None:
-    """What the server adds to a call: HTTP p50 minus in-process p50 of the same run (None without HTTP)."""
+    """What the server adds to a call: the median of each call's round trip minus the server's own time for it
+    (`Server-Timing`); for results without it, HTTP p50 minus in-process p50 of the same run (None without HTTP)."""
     over_http = result.get("http", {}).get(endpoint, {}).get(series)
+    if over_http and "overhead_p50_ms" in over_http:
+        return over_http["overhead_p50_ms"]
     ours = result.get("embedded", {}).get(endpoint, {}).get(series)
     return round(over_http["p50_ms"] - ours["p50_ms"], 2) if over_http and ours else None
 
@@ -456,9 +513,12 @@ def _figures(result: dict[str, Any]) -> dict[str, float]:
         if key in result.get("ingestion", {}):
             figures[f"{key.replace('_', ' ')} (rows/s)"] = result["ingestion"][key]["rows_per_second"]
     server = result.get("server", {})
-    for key, label in (("ready_seconds", "serve ready (s)"), ("peak_rss_mb", "serve peak memory (MB)")):
+    floors = (("health_round_trip_ms", "HTTP floor: /v0/health round trip p50 (ms)"),)
+    for key, label in floors + (("ready_seconds", "serve ready (s)"), ("peak_rss_mb", "serve peak memory (MB)")):
         if isinstance(server.get(key), int | float):
             figures[label] = server[key]
+    if "select_1_ms" in result.get("floor", {}):
+        figures["engine floor: SELECT 1 p50 (ms)"] = result["floor"]["select_1_ms"]
     return figures
 
 

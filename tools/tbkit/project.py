@@ -176,9 +176,9 @@ class Project:
         templates = (node.template for pipe in self.pipes.values() for node in pipe.nodes if node.is_template)
         return any("tb_secret" in text or "tb_var" in text for text in templates)
 
-    @property
+    @cached_property
     def endpoints(self) -> dict[str, Pipe]:
-        """Pipes published as API endpoints, by name."""
+        """Pipes published as API endpoints, by name (a project is not changed once loaded)."""
         return {name: pipe for name, pipe in self.pipes.items() if pipe.kind == "endpoint"}
 
     @property

@@ -20,6 +20,7 @@ import tornado.web
 
 from .base import NotFoundHandler, log_request
 from .drain import DrainingHTTPServer
+from .endpoints import EndpointRoute
 from .local import tokens as local_tokens
 from .local import workspaces as local_workspaces
 from .service import ServerConfig, Service
@@ -55,7 +56,7 @@ def routes(local_api: bool) -> list[tuple[str, type]]:
         # pipes
         (r"/v0/pipes/?", pipes.PipesHandler),
         (r"/v0/pipes/openapi\.json", pipes.OpenApiHandler),
-        (r"/v0/pipes/([^/.]+)\.(json|csv|ndjson)", pipes.EndpointHandler),
+        # endpoint calls, /v0/pipes/<name>.json|.csv|.ndjson, are answered in front of this table (endpoints.py)
         (r"/v0/pipes/([^/.]+)/explain", pipes.ExplainHandler),
         (r"/v0/pipes/([^/.]+)", pipes.PipeHandler),
         (r"/v1/pipes/([^/.]+)\.pipe", pipes.PipeFileHandler),
@@ -125,7 +126,9 @@ def listen(service: Service, host: str, port: int) -> tuple[DrainingHTTPServer, 
     The body limit is the largest upload; each API checks its own, smaller limit.
     """
     server = DrainingHTTPServer(
-        make_app(service), max_body_size=service.config.max_upload_bytes + 1024 * 1024, xheaders=True
+        EndpointRoute(make_app(service), service),
+        max_body_size=service.config.max_upload_bytes + 1024 * 1024,
+        xheaders=True,
     )
     sockets = tornado.netutil.bind_sockets(port, address=host, family=socket.AF_UNSPEC)
     server.add_sockets(sockets)

@@ -48,6 +48,63 @@ def forbidden(scope: str, resource: str | None, tenant: Tenant | None) -> AuthEr
     return AuthError(f"Forbidden: this token has no {scope} scope on the {kind} '{resource}'")
 
 
+def bearer(header: str) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header (None without one)."""
+    return (header[7:].strip() or None) if header[:7].lower() == "bearer " else None
+
+
+def authenticate(service: Service, value: str | None) -> tuple[Tenant | None, Token]:
+    """The workspace and token for a presented token value; AuthError for a missing or unknown one."""
+    if value == LOCAL_API_OFF:
+        raise AuthError(OFF_MESSAGE)
+    return service.registry.authenticate(value)
+
+
+def check_scope(
+    tenant: Tenant | None, token: Token, scope: str | tuple[str, ...], resources: tuple[str, ...] = ()
+) -> Tenant:
+    """The server's one access check: `tenant`, once `token` holds `scope` (or one of several) on every resource.
+
+    ADMIN and USER need no resource; READ or APPEND with no resource admit any token of a workspace. AuthError
+    (403) for a token without the scope.
+    """
+    scopes = (scope,) if isinstance(scope, str) else scope
+    if tenant is None and USER not in scopes:
+        raise forbidden(scopes[0], None, None)
+    checks: tuple[str | None, ...] = resources or ((None,) if scopes[0] in (ADMIN_SCOPE, USER) else ())
+    for resource in checks:
+        if not any(token.allows(s, resource) for s in scopes):
+            raise forbidden(scopes[0], resource, tenant)
+    return tenant  # type: ignore[return-value]  # None only for USER, whose handlers ignore it
+
+
+def error_answer(error: BaseException | None) -> tuple[int, dict[str, str], bytes]:
+    """The status, extra headers and `{"error": "..."}` body that answer an error, as Tinybird's API does."""
+    headers: dict[str, str] = {}
+    if isinstance(error, TbkitError):
+        status, message = error.status, error.message
+        if isinstance(error, TooManyRequestsError):
+            headers["Retry-After"] = str(error.retry_after)
+    elif isinstance(error, tornado.web.HTTPError):
+        status = error.status_code
+        message = error.log_message or tornado.httputil.responses.get(error.status_code, "Error")
+    else:
+        status, message = 500, "Internal server error"
+    return status, headers, json.dumps({"error": message}).encode()
+
+
+def too_many_requests(service: Service) -> TooManyRequestsError | None:
+    """The 429 for a request arriving while the server is at its concurrency limit (None when below it)."""
+    limit = service.config.max_concurrency
+    if service.in_flight < limit:
+        return None
+    return TooManyRequestsError(
+        f"Too many requests: the server is at its limit of {limit} concurrent requests; "
+        "retry after the time in Retry-After",
+        retry_after=1,
+    )
+
+
 class BaseHandler(tornado.web.RequestHandler):
     """Shared behaviour: the access check, JSON errors, parameters and the concurrency limit."""
 
@@ -63,13 +120,9 @@ class BaseHandler(tornado.web.RequestHandler):
     def prepare(self) -> None:
         if not self.limited:
             return
-        limit = self.service.config.max_concurrency
-        if self.service.in_flight >= limit:
-            raise TooManyRequestsError(
-                f"Too many requests: the server is at its limit of {limit} concurrent requests; "
-                "retry after the time in Retry-After",
-                retry_after=1,
-            )
+        refused = too_many_requests(self.service)
+        if refused:
+            raise refused
         self.service.in_flight += 1
         self._counted = True
 
@@ -91,30 +144,16 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def token_value(self) -> str | None:
         """The token sent with the request, as `Authorization: Bearer` or `?token=`."""
-        header = self.request.headers.get("Authorization", "")
-        value = header[7:].strip() if header.lower().startswith("bearer ") else None
-        return value or self.get_query_argument("token", None)
+        return bearer(self.request.headers.get("Authorization", "")) or self.get_query_argument("token", None)
 
     def require(self, scope: str | tuple[str, ...], *resources: str) -> Tenant:
         """The request's workspace, once its token holds `scope` (or one of several) on every resource.
 
-        The one access check of the server. ADMIN and USER need no resource; READ or APPEND with no
-        resource admit any token of a workspace. AuthError (403) for a missing or unknown token, or one
-        without the scope. The token is looked up once per request and kept in `self.tenant`, `self.token`.
+        `authorize` with the request's token, looked up once per request and kept in `self.tenant`, `self.token`.
         """
         if self.token is None:
-            value = self.token_value()
-            if value == LOCAL_API_OFF:
-                raise AuthError(OFF_MESSAGE)
-            self.tenant, self.token = self.service.registry.authenticate(value)
-        scopes = (scope,) if isinstance(scope, str) else scope
-        if self.tenant is None and USER not in scopes:
-            raise forbidden(scopes[0], None, None)
-        checks: tuple[str | None, ...] = resources or ((None,) if scopes[0] in (ADMIN_SCOPE, USER) else ())
-        for resource in checks:
-            if not any(self.token.allows(s, resource) for s in scopes):
-                raise forbidden(scopes[0], resource, self.tenant)
-        return self.tenant  # type: ignore[return-value]  # None only for USER, whose handlers ignore it
+            self.tenant, self.token = authenticate(self.service, self.token_value())
+        return check_scope(self.tenant, self.token, scope, resources)
 
     # -- parameters and answers -----------------------------------------------------------------------
 
@@ -137,18 +176,12 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """The one place errors become HTTP responses: `{"error": "..."}` with Tinybird's statuses."""
-        error = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(error, TbkitError):
-            self.set_status(error.status)
-            message = error.message
-            if isinstance(error, TooManyRequestsError):
-                self.set_header("Retry-After", str(error.retry_after))
-        elif isinstance(error, tornado.web.HTTPError):
-            message = error.log_message or tornado.httputil.responses.get(error.status_code, "Error")
-        else:
-            message = "Internal server error"
+        status, headers, body = error_answer(kwargs.get("exc_info", (None, None, None))[1])
+        self.set_status(status)
+        for name, value in headers.items():
+            self.set_header(name, value)
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"error": message}))
+        self.finish(body)
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, TbkitError):
@@ -169,10 +202,13 @@ class NotFoundHandler(BaseHandler):
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
     """Access log without token values (nothing is formatted when the level is not logged)."""
-    status = handler.get_status()
+    request = handler.request
+    log_access(handler.get_status(), request.method or "", request.uri or "", request.request_time())
+
+
+def log_access(status: int, method: str, uri: str, seconds: float) -> None:
+    """One access-log line, at INFO (WARNING for 4xx, ERROR for 5xx), with token values redacted."""
     level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
     logger = logging.getLogger("tornado.access")
-    if not logger.isEnabledFor(level):
-        return
-    request = handler.request
-    logger.log(level, "%d %s %s %.1fms", status, request.method, redact(request.uri), 1000 * request.request_time())
+    if logger.isEnabledFor(level):
+        logger.log(level, "%d %s %s %.1fms", status, method, redact(uri), 1000 * seconds)

@@ -10,22 +10,17 @@ pipe is found by name or id. Every endpoint call is recorded for the service dat
 from __future__ import annotations
 
 import datetime as dt
-import json
-import re
-import time
-from collections import deque
 from typing import Any
 from urllib.parse import urlencode
 
-from ... import openapi, stats
+from ... import openapi
 from ...errors import NotFoundError, ParameterError
 from ...project import Node, Pipe
 from ...tokens import ADMIN_SCOPE, READ
 from ...workspaces import Tenant
-from ..base import BaseHandler, redact
+from ..base import BaseHandler
+from ..endpoints import FORMATS
 
-# Output format of an endpoint call: its content type and the engine's output format.
-FORMATS = {"json": "application/json", "csv": "text/csv; charset=utf-8", "ndjson": "application/x-ndjson"}
 PIPE_ATTRS = ("id", "name", "description", "type", "endpoint", "url", "created_at", "updated_at", "parent", "nodes")
 NODE_ATTRS = (
     "id",
@@ -45,7 +40,6 @@ NODE_ATTRS = (
     "ignore_sql_errors",
 )
 _OUTPUT_TYPES = ("endpoint", "materialized", "copy", "sink")
-_JSON_ROWS = re.compile(rb'"rows":\s*(\d+)')
 
 
 def find_pipe(tenant: Tenant, name_or_id: str) -> Pipe:
@@ -215,117 +209,6 @@ class ExampleQueryHandler(BaseHandler):
         query = urlencode({k: v for k, v in params.items() if v} | {"token": self.token.value})
         self.set_header("Content-Type", "text/plain")
         self.finish(f"{self.request.protocol}://{self.request.host}/v0/pipes/{name}.{fmt}?{query}")
-
-
-# An endpoint whose last RECENT_CALLS calls (at least MIN_CALLS) each took less than INLINE_BELOW seconds in the
-# engine is answered on the event loop itself when it is the only request in flight: that saves the hand-off to
-# the thread pool and back (two thread wake-ups, about 0.4 ms). A request arriving meanwhile waits for that one
-# short query at most; any other request, and any endpoint with a slower recent call, goes to the thread pool.
-INLINE_BELOW = 0.02
-RECENT_CALLS = 32
-MIN_CALLS = 8
-
-
-class EngineTimes:
-    """Recent engine times of each endpoint of each workspace, kept by the event loop (one thread, no lock)."""
-
-    def __init__(self) -> None:
-        self._recent: dict[tuple[str, str], deque[float]] = {}
-
-    def fast(self, workspace: str, endpoint: str) -> bool:
-        """True when the endpoint's recent calls are known and were each shorter than INLINE_BELOW."""
-        recent = self._recent.get((workspace, endpoint))
-        return recent is not None and len(recent) >= MIN_CALLS and max(recent) < INLINE_BELOW
-
-    def add(self, workspace: str, endpoint: str, seconds: float) -> None:
-        recent = self._recent.setdefault((workspace, endpoint), deque(maxlen=RECENT_CALLS))
-        recent.append(seconds)
-
-
-ENGINE_TIMES = EngineTimes()
-
-
-def result_rows(body: bytes, fmt: str) -> int:
-    """Rows in a response body: JSON says it at its end; CSV has a header line; NDJSON a line per row."""
-    if fmt == "json":
-        found = _JSON_ROWS.findall(body[-512:])
-        return int(found[-1]) if found else 0
-    lines = body.count(b"\n")
-    return max(lines - 1, 0) if fmt == "csv" else lines
-
-
-class EndpointHandler(BaseHandler):
-    """`GET|POST /v0/pipes/<name>.json|.csv|.ndjson`: call an endpoint (POST takes a JSON or form body too).
-
-    Once the token may read an existing endpoint, the request is recorded when it is answered, succeeded or
-    failed (bad parameters, a timeout), with what its query read.
-    """
-
-    _call: tuple[Tenant, str, dict[str, str]] | None = None
-    _read: tuple[int, int, int] = (0, 0, 0)
-
-    def compute_etag(self) -> None:
-        """No ETag (nor a hash of every answer to compute it): as Tinybird, an endpoint's answer is never a 304."""
-        return None
-
-    async def get(self, name: str, fmt: str) -> None:
-        await self._answer(name, fmt, self.query_params())
-
-    async def post(self, name: str, fmt: str) -> None:
-        """Parameters from the query string, then from the body: a JSON object, or a form (urlencoded or
-        multipart); the body's win. Long parameters that would not fit a URL go here."""
-        params = self.query_params()
-        if self.request.body and "json" in self.request.headers.get("Content-Type", ""):
-            try:
-                params.update({k: str(v) for k, v in json.loads(self.request.body).items()})
-            except (ValueError, AttributeError):
-                raise ParameterError("The body must be a JSON object of parameters") from None
-        else:
-            form = self.request.body_arguments
-            params.update({k: v[-1].decode("utf-8", "replace") for k, v in form.items() if k != "token"})
-        await self._answer(name, fmt, params)
-
-    async def _answer(self, name: str, fmt: str, params: dict[str, str]) -> None:
-        tenant = self.require(READ, name)
-        tenant.project.endpoint(name)
-        self._call = (tenant, name, params)
-        workspace = tenant.workspace
-        inline = self.service.in_flight <= 1 and ENGINE_TIMES.fast(workspace.name, name)
-        started = time.perf_counter()
-        try:
-            if inline:
-                body, rows_read, bytes_read = workspace.call_endpoint(name, params, fmt)
-            else:
-                body, rows_read, bytes_read = await self.service.run(workspace.call_endpoint, name, params, fmt)
-        finally:
-            ENGINE_TIMES.add(workspace.name, name, time.perf_counter() - started)
-        self._read = (rows_read, bytes_read, result_rows(body, fmt))
-        self.set_header("Content-Type", FORMATS[fmt])
-        self.finish(body)
-
-    def on_finish(self) -> None:
-        super().on_finish()
-        if self._call is None:
-            return
-        tenant, name, params = self._call
-        duration = self.request.request_time()
-        rows_read, bytes_read, rows = self._read
-        request = stats.EndpointRequest(
-            pipe_id=tenant.resource_id(name),
-            pipe_name=name,
-            started=time.time() - duration,
-            duration=duration,
-            status_code=self.get_status(),
-            method=self.request.method or "GET",
-            url=redact(self.request.full_url()),
-            token_name=self.token.name if self.token else "",
-            parameters=params,
-            read_rows=rows_read,
-            read_bytes=bytes_read,
-            result_rows=rows,
-            user_agent=self.request.headers.get("User-Agent"),
-        )
-        self.service.requests.record(tenant.workspace.name, request, self.service.executor)
 
 
 class ExplainHandler(BaseHandler):
