@@ -168,7 +168,7 @@ class EndpointCall(tornado.httputil.HTTPMessageDelegate):
         """The request is read: answer it now when it is fast and alone, else from the thread pool."""
         try:
             call = self._prepare()
-        except Exception as error:
+        except Exception as error:  # the request's boundary: every error is answered (error_answer), 500 logged
             self._fail(error)
             return
         tenant, params = call
@@ -177,7 +177,7 @@ class EndpointCall(tornado.httputil.HTTPMessageDelegate):
             started = time.perf_counter()
             try:
                 answer = workspace.call_endpoint(self.name, params, self.fmt)
-            except Exception as error:
+            except Exception as error:  # the request's boundary: answered as every route answers it
                 ENGINE_TIMES.add(workspace.name, self.name, time.perf_counter() - started)
                 self._fail(error)
                 return
@@ -228,7 +228,7 @@ class EndpointCall(tornado.httputil.HTTPMessageDelegate):
         started = time.perf_counter()
         try:
             answer = await self.service.run(workspace.call_endpoint, self.name, params, self.fmt)
-        except Exception as error:
+        except Exception as error:  # the request's boundary: answered as every route answers it
             ENGINE_TIMES.add(workspace.name, self.name, time.perf_counter() - started)
             self._fail(error)
             return
