@@ -99,6 +99,22 @@ def test_tokens_that_are_not_json(copy):
     assert files(copy) == before
 
 
+@pytest.mark.parametrize(
+    ("folder", "text", "said"),
+    [
+        ("main", '{"id": "w1", "deployments": [', "line 1, column 30"),  # cut short, as by a crash mid-write before
+        ("workspaces/w2", "[1, 2]", "must hold a JSON object"),
+    ],
+)
+def test_a_workspace_record_that_is_not_json(copy, folder, text, said):
+    record = copy / folder / "workspace.json"
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(text)
+    before = files(copy)
+    assert_refused(serve(copy), str(record), said)
+    assert files(copy) == before
+
+
 def test_a_corrupted_chdb_metadata_file(copy):
     metadata = next(path for path in (copy / "chdb" / "store").rglob("customer_events.sql"))
     metadata.write_text("ATTACH TABLE _ ((( not a definition\n")

@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import shutil
 import threading
 import uuid
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .engine import Engine, Workspace
-from .errors import AuthError, NotFoundError, ParameterError
+from .errors import AuthError, NotFoundError, ParameterError, TbkitError
 from .project import Project, load_project
 from .secret_store import SecretStore
 from .tokens import Token, TokenStore, jwt_workspace_id, looks_like_jwt
@@ -142,12 +143,31 @@ class Tenant:
         """Persist the workspace's identity and deployments."""
         self.deploy_dir.mkdir(parents=True, exist_ok=True)
         meta = {"id": self.id, "name": self.name, "deployments": self.deployments, "staged": self.staged}
-        (self.deploy_dir / "workspace.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        path = self.deploy_dir / "workspace.json"
+        partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+        partial.write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        os.replace(partial, path)  # a crash mid-write leaves the previous file, never half of one
 
 
 def _read_meta(folder: Path) -> dict[str, Any]:
+    """A workspace's `workspace.json` (empty without one); TbkitError naming the file when it cannot be read."""
     path = folder / "workspace.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        where = f"line {e.lineno}, column {e.colno}: {e.msg}" if isinstance(e, json.JSONDecodeError) else str(e)
+        raise TbkitError(
+            f"{path} is not valid JSON ({where}); it holds the workspace's id and deployments: restore it from a "
+            "backup, or move it away (then the main workspace serves the project folder, and another workspace is "
+            "not loaded); nothing was changed"
+        ) from None
+    if not isinstance(meta, dict):
+        raise TbkitError(
+            f"{path} must hold a JSON object (the workspace's id and deployments), not {type(meta).__name__}"
+        )
+    return meta
 
 
 class Registry:
