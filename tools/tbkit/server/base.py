@@ -149,7 +149,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def require(self, scope: str | tuple[str, ...], *resources: str) -> Tenant:
         """The request's workspace, once its token holds `scope` (or one of several) on every resource.
 
-        `authorize` with the request's token, looked up once per request and kept in `self.tenant`, `self.token`.
+        `authenticate` then `check_scope`; the token is looked up once per request, kept in `self.tenant`, `self.token`.
         """
         if self.token is None:
             self.tenant, self.token = authenticate(self.service, self.token_value())
