@@ -211,14 +211,7 @@ def _http_series(connection: http.client.HTTPConnection, token: str, endpoint: s
 
 def _floor_ms(call: Callable[[], object], calls: int = 300) -> float:
     """The p50 (ms) of a call that does nothing but reach the engine or the server: what every call pays."""
-    for _ in range(20):
-        call()
-    seconds = []
-    for _ in range(calls):
-        started = time.perf_counter()
-        call()
-        seconds.append(time.perf_counter() - started)
-    return round(percentile(seconds, 0.5) * 1000, 3)
+    return _series(lambda _: (call(), None), [{}] * calls)[0]["p50_ms"]
 
 
 def _compare(ours: dict[str, Any], theirs: list[dict[str, Any]]) -> list[str]:

@@ -9,15 +9,14 @@ them (`tb_secret`).
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from .errors import NotFoundError, ParameterError, TbkitError
+from .files import write_json
 
 SECRETS_FILE = "secrets.json"
 SECRET_TYPE = "secret"
@@ -114,18 +113,7 @@ class SecretStore:
 
     def _write(self, secrets: dict[str, dict[str, Any]]) -> None:
         """Replace the file atomically; it is created with mode 0600 and never readable by others."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".secrets.", suffix=".tmp")  # created 0600
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump({"secrets": secrets}, f, indent=2)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        os.chmod(self.path, 0o600)
+        write_json(self.path, {"secrets": secrets})
 
     def create(self, name: str, value: str, edited_by: str | None, kind: str = SECRET_TYPE) -> dict[str, Any]:
         """Add a secret; ParameterError when the name is taken, invalid, or the workspace has 100 already."""

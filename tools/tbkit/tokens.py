@@ -12,7 +12,6 @@ made through the API, so everything survives restarts; values are compared in co
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import threading
 import time
@@ -24,6 +23,7 @@ from typing import Any
 import jwt  # PyJWT, which the pinned tinybird package installs (and pins) for its own JWT tokens
 
 from .errors import AuthError, NotFoundError, ParameterError
+from .files import write_json
 from .project import Project
 
 TOKENS_FILE = "tokens.json"
@@ -211,7 +211,7 @@ class TokenStore:
             "created": self.created,
         }
         if content != if_changed_from:
-            _write_private(path or self.path, content)
+            write_json(path or self.path, content)
 
     @property
     def admin(self) -> Token:
@@ -385,17 +385,6 @@ def _read(path: Path) -> dict:
         raise AuthError(f"{path} is not valid JSON ({e.msg}); fix or delete it to make new tokens") from None
 
 
-def _write_private(path: Path, content: dict) -> None:
-    """Write JSON readable by its owner only (created with mode 0600, never world-readable), atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        json.dump(content, handle, indent=2)
-    os.chmod(partial, 0o600)
-    os.replace(partial, path)
-
-
 def listing(store: TokenStore) -> list[str]:
     """The tokens as `tbkit tokens` prints them: name and scopes, then the value, in the API's order."""
     lines = []
@@ -412,5 +401,5 @@ def user_tokens(data_dir: Path) -> list[Token]:
         values = json.loads(path.read_text(encoding="utf-8"))
     else:
         values = {"user_token": new_token_value(), "admin_token": new_token_value()}
-        _write_private(path, values)
+        write_json(path, values)
     return [Token(name, values[name], user=True, origin=ORIGIN_ADMIN) for name in ("user_token", "admin_token")]

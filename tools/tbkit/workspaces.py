@@ -20,7 +20,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import shutil
 import threading
 import uuid
@@ -30,6 +29,7 @@ from typing import Any
 
 from .engine import Engine, Workspace
 from .errors import AuthError, NotFoundError, ParameterError, TbkitError
+from .files import write_json
 from .project import Project, load_project
 from .secret_store import SecretStore
 from .tokens import Token, TokenStore, jwt_workspace_id, looks_like_jwt
@@ -143,10 +143,7 @@ class Tenant:
         """Persist the workspace's identity and deployments."""
         self.deploy_dir.mkdir(parents=True, exist_ok=True)
         meta = {"id": self.id, "name": self.name, "deployments": self.deployments, "staged": self.staged}
-        path = self.deploy_dir / "workspace.json"
-        partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-        partial.write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        os.replace(partial, path)  # a crash mid-write leaves the previous file, never half of one
+        write_json(self.deploy_dir / "workspace.json", meta)  # a crash leaves the previous record, never half of one
 
 
 def _read_meta(folder: Path) -> dict[str, Any]:

@@ -176,12 +176,10 @@ class EndpointCall(tornado.httputil.HTTPMessageDelegate):
         if self.service.in_flight <= 1 and ENGINE_TIMES.fast(workspace.name, self.name):
             started = time.perf_counter()
             try:
-                answer = workspace.call_endpoint(self.name, params, self.fmt)
+                outcome: tuple[bytes, int, int] | Exception = workspace.call_endpoint(self.name, params, self.fmt)
             except Exception as error:  # the request's boundary: answered as every route answers it
-                ENGINE_TIMES.add(workspace.name, self.name, time.perf_counter() - started)
-                self._fail(error)
-                return
-            self._answer(answer, time.perf_counter() - started)
+                outcome = error
+            self._settle(workspace.name, started, outcome)
         else:
             self.task = asyncio.ensure_future(self._pooled(tenant, params))  # held: the loop keeps weak references
 
@@ -194,7 +192,7 @@ class EndpointCall(tornado.httputil.HTTPMessageDelegate):
             raise refused
         self.service.in_flight += 1
         self.counted = True
-        path, _, query = self.uri.partition("?")
+        query = self.uri.partition("?")[2]
         params = dict(parse_qsl(query, keep_blank_values=True, encoding="utf-8", errors="replace"))
         token_value = bearer(self.headers.get("Authorization", "")) or params.get("token")
         tenant, token = authenticate(self.service, token_value)
@@ -227,17 +225,21 @@ class EndpointCall(tornado.httputil.HTTPMessageDelegate):
         workspace = tenant.workspace
         started = time.perf_counter()
         try:
-            answer = await self.service.run(workspace.call_endpoint, self.name, params, self.fmt)
+            outcome: tuple[bytes, int, int] | Exception = await self.service.run(
+                workspace.call_endpoint, self.name, params, self.fmt
+            )
         except Exception as error:  # the request's boundary: answered as every route answers it
-            ENGINE_TIMES.add(workspace.name, self.name, time.perf_counter() - started)
-            self._fail(error)
-            return
-        self._answer(answer, time.perf_counter() - started)
+            outcome = error
+        self._settle(workspace.name, started, outcome)
 
-    def _answer(self, answer: tuple[bytes, int, int], seconds: float) -> None:
-        body, rows_read, bytes_read = answer
-        tenant = self.recorded[0]  # type: ignore[index]
-        ENGINE_TIMES.add(tenant.workspace.name, self.name, seconds)
+    def _settle(self, workspace: str, started: float, outcome: tuple[bytes, int, int] | Exception) -> None:
+        """Time the engine call, then answer it: its body, or its error."""
+        seconds = time.perf_counter() - started
+        ENGINE_TIMES.add(workspace, self.name, seconds)
+        if isinstance(outcome, Exception):
+            self._fail(outcome)
+            return
+        body, rows_read, bytes_read = outcome
         self.read = (rows_read, bytes_read, result_rows(body, self.fmt))
         self._write(200, {"Content-Type": FORMATS[self.fmt], "Server-Timing": f"engine;dur={seconds * 1000:.3f}"}, body)
 
