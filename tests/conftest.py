@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tbkit.engine import Engine, Workspace
-from tbkit.layout import Layout
-from tbkit.project import Project, load_project
+from tbkit.engine.workspace import Engine, Workspace
+from tbkit.project.datafiles import Project, load_project
+from tbkit.project.layout import Layout
 
 from . import ROOT
 from .repo_copy import copy_project

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tbkit import assertions
+from tbkit.checks import assertions
 
 from . import ROOT
 from .repo_copy import run

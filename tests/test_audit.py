@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tbkit import audit, targets
+from tbkit.checks import audit, targets
 from tbkit.cli import main
-from tbkit.engine import Engine, Workspace
-from tbkit.layout import Layout
-from tbkit.project import Project
+from tbkit.engine.workspace import Engine, Workspace
+from tbkit.project.datafiles import Project
+from tbkit.project.layout import Layout
 
 from .conftest import LANDING
 
@@ -129,7 +129,7 @@ def test_the_cli_exits_1_and_prints_the_differing_key(monkeypatch):
 
 
 def test_the_same_audit_runs_over_a_tinybird_api(start_server, layout):
-    from tbkit.client import TinybirdClient
+    from tbkit.remote.client import TinybirdClient
 
     server = start_server()
     client = TinybirdClient(server.url, server.token)
@@ -182,7 +182,7 @@ def test_check_audit_runs_the_audit_on_the_embedded_target(monkeypatch, repo):
 
 
 def test_check_audit_runs_over_a_tinybird_api_and_reports_in_json(start_server, layout):
-    from tbkit.client import TinybirdClient
+    from tbkit.remote.client import TinybirdClient
 
     server = start_server()
     client = TinybirdClient(server.url, server.token)
@@ -203,7 +203,7 @@ def test_check_audit_runs_over_a_tinybird_api_and_reports_in_json(start_server, 
 
 
 def test_audit_target_cloud_reads_tb_host_and_tb_token_and_audits_the_data_as_it_is(start_server, layout, monkeypatch):
-    from tbkit.client import TinybirdClient
+    from tbkit.remote.client import TinybirdClient
 
     server = start_server()
     client = TinybirdClient(server.url, server.token)

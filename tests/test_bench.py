@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from tbkit.bench import ENDPOINTS, percentile, summary
-from tbkit.duckdb_peer import DuckDBPeer
+from tbkit.bench.duckdb_peer import DuckDBPeer
+from tbkit.bench.harness import ENDPOINTS, percentile, summary
 
 from . import ROOT
 
@@ -116,7 +116,7 @@ def fake_result(p50: float, http_p50: float, rows_per_second: int) -> dict:
 
 
 def test_server_timing_gives_the_engine_duration():
-    from tbkit.bench import server_time_ms
+    from tbkit.bench.harness import server_time_ms
 
     assert server_time_ms("engine;dur=4.250") == 4.25
     assert server_time_ms('cache;desc="hit", engine;desc="query";dur=1.5') == 1.5
@@ -124,7 +124,7 @@ def test_server_timing_gives_the_engine_duration():
 
 
 def test_the_per_call_overhead_wins_over_the_difference_of_two_series():
-    from tbkit.bench import overhead_ms
+    from tbkit.bench.harness import overhead_ms
 
     result = fake_result(5.0, 8.0, 1000)
     assert overhead_ms(result, "customer_cltv", "default") == 3.0
@@ -135,7 +135,7 @@ def test_the_per_call_overhead_wins_over_the_difference_of_two_series():
 def test_compare_prints_each_figure_with_its_ratio(tmp_path):
     from click.testing import CliRunner
 
-    from tbkit.bench import compare, overhead_ms
+    from tbkit.bench.harness import compare, overhead_ms
     from tbkit.cli import main
 
     old, new = fake_result(8.0, 11.0, 1000), fake_result(4.0, 4.5, 1500)

@@ -8,13 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tbkit import golden
-from tbkit.check import Options, check
-from tbkit.checks import budgets
+from tbkit.bench.workload import PER_CUSTOMER
+from tbkit.checks import budgets, golden
 from tbkit.checks.budgets import Budget, Call, EndpointBudget
+from tbkit.checks.run import Options, check
 from tbkit.errors import ProjectError
-from tbkit.layout import Layout
-from tbkit.workload import PER_CUSTOMER
+from tbkit.project.layout import Layout
 
 from . import ENDPOINTS, ROOT
 from .repo_copy import run
@@ -221,8 +220,8 @@ def test_the_budget_options_are_refused_where_they_cannot_apply(repo):
 def test_budget_and_coverage_failures_are_annotations_and_junit_failures(project, layout, tmp_path):
     import xml.etree.ElementTree as ET
 
-    from tbkit.check import CheckReport, github_annotations, write_junit
     from tbkit.checks import coverage
+    from tbkit.checks.run import CheckReport, github_annotations, write_junit
 
     over = _result([(5000, 100)], Budget(4096))
     budgets.judge(over, "S", 25)

@@ -219,11 +219,11 @@ def test_generators_take_exactly_one_of_scale_and_customers(tmp_path, command, s
 
 
 def test_bench_passes_its_options_to_the_library(monkeypatch, tmp_path):
-    import tbkit.bench
+    import tbkit.bench.harness
 
     calls = []
-    monkeypatch.setattr(tbkit.bench, "run", lambda config, out, markdown_path: calls.append((config, out)) or {})
-    monkeypatch.setattr(tbkit.bench, "markdown", lambda result: "| table |")
+    monkeypatch.setattr(tbkit.bench.harness, "run", lambda config, out, markdown_path: calls.append((config, out)) or {})
+    monkeypatch.setattr(tbkit.bench.harness, "markdown", lambda result: "| table |")
     args = ["bench", "--customers", "300", "--random-seed", "7", "--work-dir", str(tmp_path), "--no-peer"]
     result = run(*args)
     assert result.exit_code == 0 and result.output == "| table |\n"

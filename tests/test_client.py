@@ -8,9 +8,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tbkit import client as client_module
-from tbkit.client import TinybirdClient
 from tbkit.errors import AuthError, TbkitError
+from tbkit.remote import client as client_module
+from tbkit.remote.client import TinybirdClient
 
 from .serving import free_port
 

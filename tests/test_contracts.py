@@ -8,9 +8,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from tbkit import contracts
+from tbkit.checks import contracts
+from tbkit.checks.contracts import Contract, Param
 from tbkit.cli import main
-from tbkit.contracts import Contract, Param
 
 from . import ENDPOINTS, ROOT
 from .repo_copy import edit, run
@@ -106,7 +106,7 @@ def test_compare_reports_new_and_removed_endpoints():
 
 
 def test_contracts_are_written_in_a_stable_reviewable_form(tmp_path):
-    from tbkit.layout import Layout
+    from tbkit.project.layout import Layout
 
     layout = Layout(tmp_path / "tinybird", tmp_path / "fixtures")
     contract = Contract.from_dict({"endpoint": "e", **base()})
@@ -199,7 +199,7 @@ def test_accept_breaking_needs_update(repo):
 
 
 def test_contracts_are_checked_over_http_from_the_columns_the_endpoints_answer_with(repo, start_server, monkeypatch):
-    from tbkit.client import TinybirdClient
+    from tbkit.remote.client import TinybirdClient
 
     from .conftest import LANDING
 

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tbkit import golden
-from tbkit.checks import coverage
+from tbkit.checks import coverage, golden
+from tbkit.checks.golden import Case
 from tbkit.errors import ProjectError
-from tbkit.golden import Case
-from tbkit.project import Node, Pipe
+from tbkit.project.datafiles import Node, Pipe
 
 from . import ENDPOINTS
 from .repo_copy import run

@@ -8,8 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from tbkit import tbcli
-from tbkit.lint import datafiles
+from tbkit.checks.lint import datafiles
+from tbkit.remote import tb as tbcli
 
 from . import ROOT
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tbkit import datagen
-from tbkit.datagen import AS_OF_TEXT, DATASOURCES, SCALES, GenerationReport, generate, generate_scale
-from tbkit.engine import Workspace
+from tbkit.bench import datagen
+from tbkit.bench.datagen import AS_OF_TEXT, DATASOURCES, SCALES, GenerationReport, generate, generate_scale
+from tbkit.engine.workspace import Workspace
 from tbkit.errors import ParameterError
 
 CUSTOMERS = 2000

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tbkit import tbcli
+from tbkit.remote import tb as tbcli
 
 from . import ROOT
 from .serving import ServerProcess

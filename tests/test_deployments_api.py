@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tbkit.project import load_project
-from tbkit.workspaces import Registry
+from tbkit.project.datafiles import load_project
+from tbkit.server.workspaces.registry import Registry
 
 from . import ROOT
 

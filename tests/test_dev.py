@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tbkit.dev import ChecksState, DevLoop, attach, watch_check
-from tbkit.layout import Layout
+from tbkit.dev.loop import ChecksState, DevLoop, attach, watch_check
+from tbkit.project.layout import Layout
 from tbkit.server import ServerConfig, Service
 from tbkit.server.thread import BackgroundServer
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tbkit.checks.diff import diff
 from tbkit.cli import main
-from tbkit.diff import diff
 
 from . import ROOT
 from .repo_copy import edit

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tbkit import engine as engine_module
+from tbkit.engine import workspace as engine_module
 from tbkit.errors import StorageFullError
 
 from . import ROOT

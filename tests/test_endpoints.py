@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tbkit import golden
+from tbkit.checks import golden
 from tbkit.checks.cases import run_check
+from tbkit.checks.targets import EmbeddedTarget
 from tbkit.errors import ParameterError
-from tbkit.targets import EmbeddedTarget
 
 from .conftest import AS_OF
 

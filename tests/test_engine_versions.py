@@ -21,7 +21,7 @@ from typing import Any
 import chdb
 import pytest
 
-from tbkit.engine import Engine, _ReadOnlyStatements
+from tbkit.engine.workspace import Engine, _ReadOnlyStatements
 
 ROOT = Path(__file__).resolve().parent.parent
 CHDB36 = ROOT / ".venv-chdb36" / "bin" / "tbkit"

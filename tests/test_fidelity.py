@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tbkit import tbcli
+from tbkit.remote import tb as tbcli
 
 from . import ROOT
 from .fidelity import Outcome, Session, render, rows, run_row

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from tbkit import golden
+from tbkit.checks import golden
+from tbkit.checks.golden import Case, Response, compare
 from tbkit.errors import NotFoundError, ProjectError
-from tbkit.golden import Case, Response, compare
 
 CASE = Case("customer_cltv", "example", {"customer_id": "c1"})
 META = [

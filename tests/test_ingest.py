@@ -9,10 +9,10 @@ import os
 
 import pytest
 
-from tbkit import engine as engine_module
-from tbkit import ingest
+from tbkit.engine import ingest
+from tbkit.engine import workspace as engine_module
 from tbkit.errors import IngestError, NotFoundError, QueryError
-from tbkit.project import load_project
+from tbkit.project.datafiles import load_project
 
 MALFORMED = {
     # datasource: (successful, quarantined) for fixtures/malformed/<datasource>.ndjson

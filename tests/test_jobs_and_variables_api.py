@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tbkit.secret_store import SECRETS_FILE
+from tbkit.server.workspaces.secrets import SECRETS_FILE
 
 from .serving import InProcessServer
 from .test_deployments_api import deploy

@@ -16,7 +16,7 @@ import requests
 from click.testing import CliRunner
 
 from tbkit.cli import main
-from tbkit.engine import Engine, MemoryLimits
+from tbkit.engine.workspace import Engine, MemoryLimits
 from tbkit.errors import MemoryLimitError, ParameterError, QueryError, ServerMemoryError, StorageFullError
 from tbkit.server import ServerConfig
 from tbkit.sizes import format_size, parse_size, physical_memory

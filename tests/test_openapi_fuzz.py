@@ -9,7 +9,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from tbkit.client import TinybirdClient
+from tbkit.remote.client import TinybirdClient
 
 from . import ROOT
 from .serving import InProcessServer

@@ -9,8 +9,8 @@ import time
 import pytest
 import requests
 
-from tbkit import stats
-from tbkit.tokens import ADMIN
+from tbkit.query import stats
+from tbkit.server.workspaces.tokens import ADMIN
 
 from . import ENDPOINTS
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tbkit.errors import NotFoundError, ProjectError
-from tbkit.project import _load_datasource, load_project
+from tbkit.project.datafiles import _load_datasource, load_project
 
 ENDPOINTS = {
     "customer_segment_lookup",

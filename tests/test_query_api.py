@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from tbkit import query_api, tinybird_adapter
 from tbkit.errors import NotFoundError, ParameterError, QueryError, SqlParseError, TemplateError
-from tbkit.query_api import QueryPlan
+from tbkit.project import tinybird_adapter
+from tbkit.query import policy as query_api
+from tbkit.query.policy import QueryPlan
 
 
 def rows(body: bytes) -> list[dict]:

@@ -18,10 +18,10 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tbkit import workspaces as workspaces_module
-from tbkit.client import TinybirdClient
 from tbkit.errors import AuthError
-from tbkit.project import load_project
+from tbkit.project.datafiles import load_project
+from tbkit.remote.client import TinybirdClient
+from tbkit.server.workspaces import registry as workspaces_module
 
 from . import ROOT
 from .serving import InProcessServer, ServerProcess

@@ -6,9 +6,11 @@ import json
 
 import pytest
 
-from tbkit import golden, query, tinybird_adapter
+from tbkit.checks import golden
 from tbkit.errors import ParameterError, SqlParseError
-from tbkit.skeletons import Skeletons
+from tbkit.project import tinybird_adapter
+from tbkit.query import pipes as query
+from tbkit.query.skeletons import Skeletons
 
 from .conftest import AS_OF
 

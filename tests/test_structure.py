@@ -24,7 +24,8 @@ def imports_of(path: Path, modules: set[str]) -> set[str]:
         if isinstance(node, ast.ImportFrom):
             base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
             target = ".".join(base + ([node.module] if node.module else []))
-            candidates = [target, *(f"{target}.{alias.name}" for alias in node.names)]
+            # `from package import module` imports the module; `from module import name`, the module
+            candidates = [f"{target}.{a.name}" if f"{target}.{a.name}" in modules else target for a in node.names]
         elif isinstance(node, ast.Import):
             candidates = [alias.name for alias in node.names]
         else:

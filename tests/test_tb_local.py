@@ -17,9 +17,9 @@ import requests
 import yaml
 from click.testing import CliRunner
 
-from tbkit import tbcli
 from tbkit.cli import main
 from tbkit.errors import TbCommandError
+from tbkit.remote import tb as tbcli
 
 from . import ROOT
 from .repo_copy import edit

@@ -18,8 +18,8 @@ import requests
 from click.testing import CliRunner
 
 from tbkit.cli import main as cli
-from tbkit.project import load_project
-from tbkit.tokens import TokenStore
+from tbkit.project.datafiles import load_project
+from tbkit.server.workspaces.tokens import TokenStore
 
 from . import ENDPOINTS, ROOT
 from .serving import InProcessServer
@@ -326,7 +326,7 @@ def test_tbkit_tokens_lists_what_the_api_lists(start_server):
 
 
 def test_a_token_is_found_by_its_digest_with_one_comparison(start_server, monkeypatch):
-    from tbkit import workspaces
+    from tbkit.server.workspaces import registry as workspaces
 
     server = start_server()
     registry = server.service.registry

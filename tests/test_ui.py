@@ -11,7 +11,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from tbkit.dev import ChecksState
+from tbkit.dev.loop import ChecksState
 from tbkit.server.views.ui import sign_in_link
 
 from . import ENDPOINTS, ROOT

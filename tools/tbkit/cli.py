@@ -14,7 +14,7 @@ import click
 
 from . import __version__
 from .errors import TbkitError
-from .layout import Layout
+from .project.layout import Layout
 
 OK = click.style("✓", fg="green")
 FAIL = click.style("✗", fg="red")
@@ -183,7 +183,7 @@ def watch_option(function):
                 f"--watch runs on the embedded target only (not {kwargs['target']}): run `tbkit check --target "
                 f"{kwargs['target']}` once instead"
             )
-        from .dev import watch_check
+        from .dev.loop import watch_check
 
         layout = Layout.at(kwargs["project_dir"], kwargs["fixtures_dir"])
         click.echo(f"» watching {layout.project_dir} and {layout.fixtures_dir}; Ctrl+C to stop", err=True)
@@ -375,8 +375,8 @@ def check(
     """
     import os
 
-    from .check import Options, github_annotations, write_junit
-    from .check import check as run
+    from .checks.run import Options, github_annotations, write_junit
+    from .checks.run import check as run
 
     if accept_breaking and not update:
         raise click.UsageError("--accept-breaking only applies with --update")
@@ -445,7 +445,7 @@ def audit(project_dir, fixtures_dir, target, token, limit, as_json):
       tbkit audit --target local                   # Tinybird Local, the project's workspace
       tbkit audit --target cloud                   # TB_HOST and TB_TOKEN, from the environment or .env
     """
-    from .audit import run_audit
+    from .checks.audit import run_audit
 
     report = run_audit(Layout.at(project_dir, fixtures_dir), target=target, token=token, limit=limit)
     if as_json:
@@ -472,7 +472,7 @@ def seed(project_dir, fixtures_dir, data_dir, workspace, datasource, files):
       tbkit seed
       tbkit seed --datasource customer_events big_export.ndjson
     """
-    from .fixtures import seed_workspace
+    from .project.fixtures import seed_workspace
 
     layout = Layout.at(project_dir, fixtures_dir)
     results = seed_workspace(layout, data_dir, workspace, list(files), datasource, progress=_progress_bar)
@@ -500,7 +500,7 @@ def export_tests(project_dir, fixtures_dir):
     Example:
       tbkit export-tests && cd tinybird && tb --local test run
     """
-    from .tbtests import export
+    from .checks.export import export
 
     for path in export(Layout.at(project_dir, fixtures_dir)):
         click.echo(f"{OK} wrote {path}")
@@ -531,7 +531,7 @@ def datagen(scale, customers, events_per_customer, random_seed, workers, out, as
       tbkit datagen --scale S --out data/S
       tbkit datagen --customers 5000 --events-per-customer 20 --random-seed 7 --out data/custom
     """
-    from . import datagen as generator
+    from .bench import datagen as generator
 
     if scale:
         report = generator.generate_scale(out, scale, random_seed, workers=workers)
@@ -697,7 +697,7 @@ def dev(project_dir, fixtures_dir, data_dir, **options):
     """
     import tempfile
 
-    from .dev import serve as run
+    from .dev.loop import serve as run
 
     layout = Layout.at(project_dir, fixtures_dir)
     with tempfile.TemporaryDirectory(prefix="tbkit-dev-") as fresh:
@@ -719,8 +719,8 @@ def tokens(project_dir, data_dir):
     Example:
       tbkit tokens --data-dir .tbkit
     """
-    from .project import load_project
-    from .tokens import TokenStore, listing
+    from .project.datafiles import load_project
+    from .server.workspaces.tokens import TokenStore, listing
 
     for line in listing(TokenStore.load(data_dir, load_project(project_dir))):
         click.echo(line)
@@ -743,7 +743,7 @@ def deploy(project_dir, target, check_only, allow_destructive_operations):
       tbkit deploy --target local
       TB_HOST=https://api.europe-west2.gcp.tinybird.co TB_TOKEN=... tbkit deploy --target cloud --check
     """
-    from .tbcli import deploy as run
+    from .remote.tb import deploy as run
 
     run(target, project_dir, check=check_only, allow_destructive=allow_destructive_operations, on_output=click.echo)
     click.echo(f"{OK} tb {target} deploy {'check passed' if check_only else 'succeeded'}")
@@ -753,7 +753,7 @@ def _bench_compare(ctx: click.Context, paths: tuple[Path, Path] | None) -> None:
     """`bench --compare OLD NEW`: print the comparison and stop, before --scale is asked for."""
     if not paths or ctx.resilient_parsing:
         return
-    from .bench import compare, load_result
+    from .bench.harness import compare, load_result
 
     try:
         click.echo(compare(load_result(paths[0]), load_result(paths[1])), nl=False)
@@ -808,7 +808,7 @@ def bench(scale, customers, target, calls, random_seed, no_peer, work_dir, proje
       tbkit bench --scale L --target http --markdown docs/bench-L.md
       tbkit bench --compare before-S.json after-S.json
     """
-    from .bench import BenchConfig, markdown, run
+    from .bench.harness import BenchConfig, markdown, run
 
     config = BenchConfig(
         scale=scale,
@@ -835,7 +835,7 @@ def lint(project_dir):
     Example:
       tbkit lint
     """
-    from .lint import lint as run
+    from .checks.lint import lint as run
 
     problems = run(project_dir)
     for problem in problems:
@@ -867,7 +867,7 @@ def diff(base, project_dir, fixtures_dir, markdown_path, allow_breaking):
       tbkit diff --base origin/main
       tbkit diff --base HEAD~1 --markdown diff.md --allow-breaking
     """
-    from .diff import diff as run
+    from .checks.diff import diff as run
 
     report = run(None, project_dir, fixtures_dir, base)
     click.echo(report.text(), nl=False)

@@ -25,12 +25,12 @@ from typing import Any
 
 import yaml
 
-from .. import datagen, workload
-from ..engine import Engine
+from ..bench import datagen, workload
+from ..engine.workspace import Engine
 from ..errors import ProjectError, TbkitError
-from ..golden import Case
-from ..layout import Layout
-from ..project import Project
+from ..project.datafiles import Project
+from ..project.layout import Layout
+from .golden import Case
 
 FILE_NAME = "budgets.yaml"  # in the fixtures folder
 BASELINE_NAME = "budgets-baseline.json"

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from .. import golden
-from ..golden import Case, Response
+from . import golden
+from .golden import Case, Response
 
 
 class Target(Protocol):

@@ -17,11 +17,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import tinybird_adapter
 from ..errors import ProjectError, TbkitError
-from ..golden import Case
-from ..project import Node, Pipe, Project
-from ..query import template_variables
+from ..project import tinybird_adapter
+from ..project.datafiles import Node, Pipe, Project
+from ..query.pipes import template_variables
+from .golden import Case
 
 _TAG = re.compile(r"\{%(.*?)%\}", re.S)
 _ERROR_CALL = re.compile(r"\{\{\s*(?:custom_)?error\s*\(.*?\)\s*\}\}", re.S)

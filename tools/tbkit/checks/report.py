@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..assertions import AssertionResult
-from ..audit import AuditReport
-from ..contracts import ContractCheck
+from .assertions import AssertionResult
+from .audit import AuditReport
 from .budgets import BudgetReport
 from .cases import CaseResult
+from .contracts import ContractCheck
 from .coverage import CoverageReport
 
 

@@ -16,9 +16,9 @@ import tornado.httputil
 import tornado.web
 
 from ..errors import AuthError, NotFoundError, TbkitError, TooManyRequestsError
-from ..tokens import ADMIN_SCOPE, USER, Token
-from ..workspaces import Tenant
 from .service import Service
+from .workspaces.registry import Tenant
+from .workspaces.tokens import ADMIN_SCOPE, USER, Token
 
 log = logging.getLogger("tbkit.server")
 _TOKEN_IN_QUERY = re.compile(r"(token=)[^&\s]+")

@@ -28,12 +28,12 @@ import tornado.httputil
 import tornado.iostream
 import tornado.web
 
-from .. import stats
 from ..errors import ParameterError, TbkitError
-from ..tokens import READ, Token
-from ..workspaces import Tenant
+from ..query import stats
 from .base import authenticate, bearer, check_scope, error_answer, log_access, redact, too_many_requests
 from .service import Service
+from .workspaces.registry import Tenant
+from .workspaces.tokens import READ, Token
 
 log = logging.getLogger("tbkit.server")
 

@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..engine import Engine, MemoryLimits
+from ..engine.workspace import Engine, MemoryLimits
 from ..errors import ParameterError
-from ..project import load_project
+from ..project.datafiles import load_project
+from ..query.stats import request_log
 from ..sizes import format_size, share_of_memory
-from ..stats import request_log
-from ..tokens import user_tokens
-from ..workspaces import Registry, Tenant
-from .jobs import JobLog
+from .workspaces.jobs import JobLog
+from .workspaces.registry import Registry, Tenant
+from .workspaces.tokens import user_tokens
 
 # The stack of the server's pool threads. Tinybird's SQL parser (C++) recurses once per nesting level of a
 # query: on a thread whose stack it knows it refuses a query too deep for it with an error, while on the main

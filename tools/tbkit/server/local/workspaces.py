@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ...tokens import ADMIN_SCOPE, USER
 from ..base import BaseHandler
+from ..workspaces.tokens import ADMIN_SCOPE, USER
 
 ORGANIZATION_ID = "tbkit-local"
 

@@ -7,8 +7,8 @@ only reads its `snapshot()`, a dict safe to serialize while the loop updates the
 from __future__ import annotations
 
 from ...errors import NotFoundError
-from ...tokens import ADMIN_SCOPE
 from ..base import BaseHandler
+from ..workspaces.tokens import ADMIN_SCOPE
 
 
 class ChecksHandler(BaseHandler):

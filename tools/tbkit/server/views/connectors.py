@@ -9,8 +9,8 @@ where connectors are available; a connector id is never found (404).
 from __future__ import annotations
 
 from ...errors import NotFoundError, TbkitError
-from ...tokens import ADMIN_SCOPE
 from ..base import BaseHandler
+from ..workspaces.tokens import ADMIN_SCOPE
 from .datasources import resolve
 
 WHERE_TO_USE_CONNECTORS = (

@@ -14,14 +14,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from ... import ddl
-from ...analyze import analyze
-from ...engine import AppendResult
+from ...engine import ddl
+from ...engine.workspace import AppendResult
 from ...errors import NotFoundError, ParameterError, PayloadTooLargeError
-from ...tokens import ADMIN_SCOPE, APPEND, READ
-from ...workspaces import Tenant
+from ..analyze import analyze
 from ..base import BaseHandler
 from ..bodies import decompress, format_of, to_ndjson, uploaded_file
+from ..workspaces.registry import Tenant
+from ..workspaces.tokens import ADMIN_SCOPE, APPEND, READ
 
 # Import formats this server reads, as `tb` names them (`format=`), and the ones it refuses with a reason.
 FORMATS = ("ndjson", "csv")

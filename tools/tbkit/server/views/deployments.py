@@ -6,10 +6,10 @@ Every workspace deploys the same way, the served (main) one included, as Tinybir
 
 from __future__ import annotations
 
-from ... import deployments
 from ...errors import ParameterError
-from ...tokens import ADMIN_SCOPE
 from ..base import BaseHandler
+from ..workspaces import deployments
+from ..workspaces.tokens import ADMIN_SCOPE
 
 DEPLOY_FLAGS = ("check", "auto_promote", "allow_destructive_operations")
 NO_DEPLOYMENT = {"id": "0", "errors": [], "feedback": []}

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from ...errors import ParameterError, PayloadTooLargeError
-from ...tokens import APPEND
 from ..base import BaseHandler
 from ..bodies import check_event_type, decompress
+from ..workspaces.tokens import APPEND
 
 
 class EventsHandler(BaseHandler):

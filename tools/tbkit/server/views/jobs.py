@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import AuthError, NotFoundError, ParameterError
-from ...tokens import ADMIN_SCOPE
-from ...workspaces import Tenant
 from ..base import BaseHandler
+from ..workspaces.registry import Tenant
+from ..workspaces.tokens import ADMIN_SCOPE
 
 
 def with_datasource_id(job: dict[str, Any], tenant: Tenant) -> dict[str, Any]:

@@ -13,13 +13,13 @@ import datetime as dt
 from typing import Any
 from urllib.parse import urlencode
 
-from ... import openapi
 from ...errors import NotFoundError, ParameterError
-from ...project import Node, Pipe
-from ...tokens import ADMIN_SCOPE, READ
-from ...workspaces import Tenant
+from ...project.datafiles import Node, Pipe
+from .. import openapi
 from ..base import BaseHandler
 from ..endpoints import FORMATS
+from ..workspaces.registry import Tenant
+from ..workspaces.tokens import ADMIN_SCOPE, READ
 
 PIPE_ATTRS = ("id", "name", "description", "type", "endpoint", "url", "created_at", "updated_at", "parent", "nodes")
 NODE_ATTRS = (

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ... import query_api
 from ...errors import ParameterError
-from ...tokens import READ
+from ...query import policy as query_api
 from ..base import BaseHandler
+from ..workspaces.tokens import READ
 
 
 class SqlHandler(BaseHandler):

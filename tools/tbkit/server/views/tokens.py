@@ -11,8 +11,8 @@ import json
 from urllib.parse import parse_qs
 
 from ...errors import ParameterError
-from ...tokens import ADMIN_SCOPE
 from ..base import BaseHandler
+from ..workspaces.tokens import ADMIN_SCOPE
 
 
 class TokenArgumentsMixin(BaseHandler):

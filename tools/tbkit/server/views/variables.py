@@ -8,9 +8,9 @@ no answer carries a value.
 from __future__ import annotations
 
 from ...errors import NotFoundError, ParameterError
-from ...secret_store import SECRET_TYPE, SecretStore
-from ...tokens import ADMIN_SCOPE
 from ..base import BaseHandler
+from ..workspaces.secrets import SECRET_TYPE, SecretStore
+from ..workspaces.tokens import ADMIN_SCOPE
 
 
 class VariablesBase(BaseHandler):

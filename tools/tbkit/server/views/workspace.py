@@ -6,8 +6,8 @@ of the workspace may ask; the answer carries no token value, so a read-only toke
 
 from __future__ import annotations
 
-from ...tokens import READ
 from ..base import BaseHandler
+from ..workspaces.tokens import READ
 
 PLAN = "dev"  # Tinybird's plan code of a free (Build) workspace, which `tb` shows as "Build"
 

@@ -1,0 +1,175 @@
+"""Where golden cases run: the embedded engine, or any Tinybird-compatible HTTP API.
+
+A target answers `fetch(case)` with a `Response`. The embedded target builds the project into a fresh
+temporary workspace and seeds the fixtures first, so every run starts from the same data.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from ..engine.workspace import AppendResult, Engine, Workspace
+from ..errors import ParameterError, TbkitError
+from ..project import fixtures
+from ..project.datafiles import Project
+from ..project.layout import Layout
+from ..remote import tb as tbcli
+from ..remote.client import AppendTotals, TinybirdClient
+from .golden import Case, Response
+
+
+def answer(workspace: Workspace, case: Case) -> Response:
+    """A case's request run on an embedded workspace: its JSON answer, or the error as the API answers it."""
+    try:
+        return Response.from_json(200, workspace.endpoint(case.endpoint, case.params))
+    except TbkitError as e:
+        return Response.from_json(e.status, {"error": str(e)})
+
+
+class EmbeddedTarget:
+    """The project built in-process on chDB, in a workspace of its own, seeded with the fixtures."""
+
+    name = "embedded"
+
+    def __init__(self, project: Project, workspace: str | None = None):
+        self.project = project
+        self.engine = Engine.open(None)
+        self.workspace: Workspace = self.engine.workspace(workspace or f"check_{uuid.uuid4().hex[:12]}", project)
+
+    def prepare(self, fixtures_dir: Path) -> list[AppendResult]:
+        """Build the workspace from scratch and append every fixture."""
+        files = fixtures.fixture_files(self.project, fixtures_dir)
+        self.workspace.drop()
+        self.workspace.build()
+        return fixtures.seed(self.workspace.append, files)
+
+    def fetch(self, case: Case) -> Response:
+        """Run a case's request on the workspace."""
+        return answer(self.workspace, case)
+
+    def close(self) -> None:
+        """Drop the workspace and release the engine."""
+        try:
+            self.workspace.drop()
+        finally:
+            self.engine.close()
+
+
+class HttpTarget:
+    """A Tinybird API over HTTP (`tbkit serve`, Tinybird Local or Cloud), through `TinybirdClient`."""
+
+    def __init__(self, url: str, token: str | None, project: Project, settle_seconds: float = 60.0):
+        if not token:
+            raise ParameterError(f"a token is needed for {url}: pass --token or set TB_TOKEN")
+        self.name = url
+        self.project = project
+        self.client = TinybirdClient(url, token)
+        self.settle_seconds = settle_seconds
+
+    def prepare(self, fixtures_dir: Path) -> list[AppendTotals]:
+        """Empty every datasource, append the fixtures through the Events API and wait until all are stored."""
+        files = fixtures.fixture_files(self.project, fixtures_dir)
+        for name in self.project.datasources:
+            self.client.truncate(name)
+        totals = [self.client.append_ndjson(f.datasource, f.path) for f in files]
+        self.wait_for_rows({t.datasource: t.successful_rows for t in totals})
+        return totals
+
+    def wait_for_rows(self, expected: dict[str, int]) -> None:
+        """Poll row counts until they equal `expected`, or fail after the deadline."""
+        deadline = time.monotonic() + self.settle_seconds
+        while True:
+            counts = {name: self.client.row_count(name) for name in expected}
+            if counts == expected:
+                return
+            if time.monotonic() > deadline:
+                raise TbkitError(f"{self.name}: row counts {counts} did not reach {expected} within the deadline")
+            time.sleep(0.2)
+
+    def fetch(self, case: Case) -> Response:
+        """Call the case's endpoint over HTTP."""
+        status, body = self.client.query_pipe(case.endpoint, case.params)
+        return Response.from_json(status, body if isinstance(body, dict) else {"error": str(body)})
+
+    def close(self) -> None:
+        """Nothing to release: the data stays on the server."""
+
+
+def _open_local(project: Project, layout: Layout, on_message: Callable[[str], object]) -> HttpTarget:
+    """Deploy to Tinybird Local with `tb`, then start its workspace from the fixtures alone."""
+    address = tbcli.local_address({**tbcli.read_env_files(Path("."), layout.project_dir), **os.environ})
+    on_message(f"deploying {layout.project_dir} to Tinybird Local at {address} with tb --local deploy")
+    output: list[str] = []
+    tbcli.deploy("local", layout.project_dir, on_output=output.append)
+    remote = HttpTarget(address, tbcli.local_workspace_token(layout.project_dir, address), project)
+    remote.name = f"local ({address})"
+    remote.prepare(layout.fixtures_dir)
+    return remote
+
+
+def _open_cloud(project: Project, layout: Layout, seed: bool, on_message: Callable[[str], object]) -> HttpTarget:
+    """A deployed Tinybird Cloud workspace; its data is only replaced by the fixtures when asked."""
+    host, token = tbcli.cloud_credentials(layout.project_dir)
+    remote = HttpTarget(host, token, project)
+    remote.name = f"cloud ({host})"
+    if seed:
+        on_message(f"--seed: emptying every datasource of the workspace at {host} and appending the fixtures")
+        remote.prepare(layout.fixtures_dir)
+    else:
+        on_message(
+            f"not seeding {host}: its datasources keep their data, so cases pass only if it holds the fixtures; "
+            "pass --seed to empty the workspace's datasources and append the fixtures"
+        )
+    return remote
+
+
+def remote_as_it_is(spec: str, project: Project, layout: Layout, token: str | None = None) -> HttpTarget:
+    """A Tinybird API to read as it is (no deploy, no seeding): `local` (Tinybird Local, its workspace token
+    for this project unless `token`), `cloud` (TB_HOST/TB_TOKEN) or a URL with `token`."""
+    if spec == "local":
+        address = tbcli.local_address({**tbcli.read_env_files(Path("."), layout.project_dir), **os.environ})
+        remote = HttpTarget(address, token or tbcli.local_workspace_token(layout.project_dir, address), project)
+        remote.name = f"local ({address})"
+        return remote
+    if spec == "cloud":
+        host, cloud_token = tbcli.cloud_credentials(layout.project_dir)
+        remote = HttpTarget(host, token or cloud_token, project)
+        remote.name = f"cloud ({host})"
+        return remote
+    if spec.startswith(("http://", "https://")):
+        return HttpTarget(spec, token, project)
+    raise ParameterError(f"unknown target '{spec}': use embedded, local, cloud or the URL of a Tinybird API")
+
+
+def open_target(
+    spec: str,
+    project: Project,
+    layout: Layout,
+    token: str | None = None,
+    seed: bool = False,
+    on_message: Callable[[str], object] = lambda message: None,
+):
+    """A ready target: `embedded`, `local` (Tinybird Local), `cloud` (TB_HOST/TB_TOKEN) or a URL."""
+    if spec == "local":
+        return _open_local(project, layout, on_message)
+    if spec == "cloud":
+        return _open_cloud(project, layout, seed, on_message)
+    if spec == "embedded":
+        target = EmbeddedTarget(project)
+        try:
+            target.prepare(layout.fixtures_dir)
+        except BaseException:
+            target.close()
+            raise
+        return target
+    if spec.startswith(("http://", "https://")):
+        remote = HttpTarget(spec, token, project)
+        remote.client.health()
+        if seed:
+            remote.prepare(layout.fixtures_dir)
+        return remote
+    raise ParameterError(f"unknown target '{spec}': use embedded, local, cloud or the URL of a Tinybird API")
