@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from tbkit.engine.workspace import Engine, Workspace
+from tbkit.engine import Engine, Workspace
 from tbkit.project.datafiles import Project, load_project
 from tbkit.project.layout import Layout
+from tbkit.query import Reader
 
 from . import ROOT
-from .repo_copy import copy_project
+from .repo_copy import SHARED, copy_project
 from .serving import ADMIN_TOKEN, InProcessServer
 
 AS_OF = "2025-07-01 12:00:00"
@@ -43,9 +44,12 @@ def project(layout: Layout) -> Project:
 
 @pytest.fixture(scope="session")
 def engine() -> Iterator[Engine]:
-    """One embedded engine for the whole session, in a temporary directory."""
+    """One embedded engine for the whole session, in a temporary directory; the commands the tests run in-process
+    share it (`repo_copy.SHARED`), since chDB holds one data directory per process."""
     instance = Engine.open(None)
+    SHARED.engine = instance
     yield instance
+    SHARED.engine = None
     instance.close()
 
 
@@ -56,6 +60,12 @@ def workspace(engine: Engine, project: Project) -> Iterator[Workspace]:
     ws.build()
     yield ws
     ws.drop()
+
+
+@pytest.fixture(scope="session")
+def reader(seeded: Workspace) -> Reader:
+    """Endpoint calls and queries on the seeded workspace."""
+    return Reader(seeded)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 
-from tbkit.cli import main
+from tbkit.cli import Shared, main
 
 from . import ROOT
 
@@ -19,9 +19,18 @@ def copy_project(root: Path) -> Path:
     return root
 
 
+# The engine the in-process commands share with the tests (set by conftest's `engine` fixture while it is open).
+SHARED = Shared()
+
+
+def invoke(args: list[str], **kwargs) -> Result:
+    """`tbkit <args>` in-process, beside the tests' engine, as click's test runner reports it."""
+    return CliRunner().invoke(main, args, obj=SHARED, **kwargs)
+
+
 def run(*args: str) -> Result:
-    """`tbkit <args>` in-process, exceptions raised rather than caught."""
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+    """`tbkit <args>` in-process, beside the tests' engine, exceptions raised rather than caught."""
+    return CliRunner().invoke(main, list(args), obj=SHARED, catch_exceptions=False)
 
 
 def edit(path: Path, old: str, new: str) -> None:

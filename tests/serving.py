@@ -12,7 +12,7 @@ import logging
 import os
 from pathlib import Path
 
-from tbkit.engine.workspace import Engine
+from tbkit.engine import Engine
 from tbkit.errors import TbkitError
 from tbkit.server import ServerConfig, Service
 from tbkit.server.process import ServeProcess, free_port

@@ -8,6 +8,7 @@ import re
 import pytest
 
 from tbkit.checks import assertions
+from tbkit.query import Reader
 
 from . import ROOT
 from .repo_copy import run
@@ -24,8 +25,8 @@ def test_the_declared_assertions_include_the_three_rules():
     } <= NAMES
 
 
-def test_every_assertion_holds_on_the_fixtures(seeded):
-    results = assertions.run(DECLARED, lambda sql: json.loads(seeded.sql(sql)))
+def test_every_assertion_holds_on_the_fixtures(reader):
+    results = assertions.run(DECLARED, lambda sql: json.loads(reader.sql(sql)))
     assert [(r.assertion.name, r.ok, r.offending, r.error) for r in results] == [
         (a.name, True, 0, None) for a in DECLARED
     ]
@@ -37,7 +38,9 @@ def test_a_stray_cltv_row_without_transactions_fails_its_assertion_and_shows_the
     stray = {"customer_id": "stray_1", "cltv": 0, "transactions": 0, "first_transaction_at": None,
              "last_transaction_at": None, "location": None}  # fmt: skip
     workspace.append("customer_cltv_mv", (json.dumps(stray) + "\n").encode())
-    results = {r.assertion.name: r for r in assertions.run(DECLARED, lambda sql: json.loads(workspace.sql(sql)))}
+    results = {
+        r.assertion.name: r for r in assertions.run(DECLARED, lambda sql: json.loads(Reader(workspace).sql(sql)))
+    }
     failed = results["cltv_customers_come_from_a_transaction_or_demographics"]
     assert not failed.ok and failed.offending == 1
     assert failed.rows == [{"customer_id": "stray_1", "transactions": 0, "cltv": 0, "location": None}]

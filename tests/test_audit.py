@@ -7,15 +7,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from tbkit.checks import audit, targets
-from tbkit.cli import main
-from tbkit.engine.workspace import Engine, Workspace
+from tbkit.engine import Engine, Workspace
 from tbkit.project.datafiles import Project
 from tbkit.project.layout import Layout
+from tbkit.query import Reader
 
 from .conftest import LANDING
+from .repo_copy import invoke
 
 # Keys after the merge of each target on the fixtures: customers (41 with transactions or demographics, 37
 # with events, 39 with a record) and the (customer, second) keys of the events.
@@ -44,8 +44,8 @@ def test_every_target_and_its_materializations_are_audited(project):
     }
 
 
-def test_the_seeded_fixtures_pass_with_every_key_compared(seeded):
-    report = audit.audit(seeded)
+def test_the_seeded_fixtures_pass_with_every_key_compared(reader):
+    report = audit.audit(reader)
     assert report.ok
     assert {t.target: (t.ok, t.rows_compared, t.expected_rows, t.actual_rows) for t in report.targets} == {
         name: (True, keys, keys, keys) for name, keys in FIXTURE_KEYS.items()
@@ -54,7 +54,7 @@ def test_the_seeded_fixtures_pass_with_every_key_compared(seeded):
 
 def test_a_stray_row_in_a_target_fed_by_two_materializations_is_named_with_both_values(fresh):
     fresh.append("customer_cltv_mv", b'{"customer_id": "cust_001", "cltv": 5.5, "transactions": 1}\n')
-    report = audit.audit(fresh)
+    report = audit.audit(Reader(fresh))
     assert not report.ok
     cltv = next(t for t in report.targets if t.target == "customer_cltv_mv")
     assert (cltv.ok, cltv.rows_compared, cltv.differing) == (False, 41, 1)
@@ -81,7 +81,7 @@ def test_a_key_only_in_the_target_and_a_newer_version_are_found(fresh):
         "customer_events_by_customer_mv",
         b'{"customer_id": "nobody", "timestamp": "2025-01-01 00:00:00", "event_type": "view", "event_value": 2}\n',
     )
-    report = {t.target: t for t in audit.audit(fresh).targets}
+    report = {t.target: t for t in audit.audit(Reader(fresh)).targets}
     latest = report["customers_latest_mv"]
     [changed] = latest.differences
     assert changed.key == {"customer_id": "cust_001"}
@@ -95,7 +95,7 @@ def test_a_key_only_in_the_target_and_a_newer_version_are_found(fresh):
 
 
 def test_the_cli_passes_on_the_fixtures():
-    result = CliRunner().invoke(main, ["audit"])
+    result = invoke(["audit"])
     assert result.exit_code == 0, result.output
     assert "✓ customer_cltv_mv" in result.output
     assert "41 rows compared  (customer_cltv_locations, customer_cltv_transactions)" in result.output
@@ -115,12 +115,12 @@ def test_the_cli_exits_1_and_prints_the_differing_key(monkeypatch):
         return results
 
     monkeypatch.setattr(targets.EmbeddedTarget, "prepare", prepare_then_stray)
-    result = CliRunner().invoke(main, ["audit"])
+    result = invoke(["audit"])
     assert result.exit_code == 1, result.output
     assert "✗ customer_engagement_mv" in result.output
     assert "customer_id='cust_001'" in result.output
     assert "✓ customer_cltv_mv" in result.output
-    as_json = CliRunner().invoke(main, ["audit", "--json"])
+    as_json = invoke(["audit", "--json"])
     assert as_json.exit_code == 1
     [engagement] = [t for t in json.loads(as_json.output)["targets"] if not t["ok"]]
     [difference] = engagement["differences"]
@@ -135,11 +135,11 @@ def test_the_same_audit_runs_over_a_tinybird_api(start_server, layout):
     client = TinybirdClient(server.url, server.token)
     for name in LANDING:
         client.append_ndjson(name, layout.fixtures_dir / f"{name}.ndjson")
-    passed = CliRunner().invoke(main, ["audit", "--target", server.url, "--token", server.token])
+    passed = invoke(["audit", "--target", server.url, "--token", server.token])
     assert passed.exit_code == 0, passed.output
     assert "41 rows compared" in passed.output
     client.append_ndjson("customer_cltv_mv", b'{"customer_id": "cust_001", "cltv": 5.5, "transactions": 1}\n')
-    failed = CliRunner().invoke(main, ["audit", "--target", server.url, "--token", server.token, "--json"])
+    failed = invoke(["audit", "--target", server.url, "--token", server.token, "--json"])
     assert failed.exit_code == 1, failed.output
     [cltv] = [t for t in json.loads(failed.output)["targets"] if not t["ok"]]
     assert cltv["target"] == "customer_cltv_mv"
@@ -149,7 +149,7 @@ def test_the_same_audit_runs_over_a_tinybird_api(start_server, layout):
 
 
 def test_check_audit_runs_the_audit_on_the_embedded_target(monkeypatch, repo):
-    passed = CliRunner().invoke(main, ["check", "--audit"])
+    passed = invoke(["check", "--audit"])
     assert passed.exit_code == 0, passed.output
     audit_lines = [" ".join(line.split()) for line in passed.output.splitlines() if line.startswith("✓ audit ")]
     assert audit_lines == [
@@ -158,7 +158,7 @@ def test_check_audit_runs_the_audit_on_the_embedded_target(monkeypatch, repo):
         "✓ audit customer_events_by_customer_mv 246 rows compared (customer_events_by_customer)",
         "✓ audit customers_latest_mv 39 rows compared (customers_latest)",
     ]
-    without = CliRunner().invoke(main, ["check"])
+    without = invoke(["check"])
     assert without.exit_code == 0 and "audit" not in without.output
     prepare = targets.EmbeddedTarget.prepare
 
@@ -170,7 +170,7 @@ def test_check_audit_runs_the_audit_on_the_embedded_target(monkeypatch, repo):
 
     monkeypatch.setattr(targets.EmbeddedTarget, "prepare", prepare_then_stray)
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
-    failed = CliRunner().invoke(main, ["check", "--audit"])
+    failed = invoke(["check", "--audit"])
     assert failed.exit_code == 1, failed.output
     assert "✗ audit customer_cltv_mv" in failed.output
     assert "customer_id='cust_001'" in failed.output
@@ -189,12 +189,12 @@ def test_check_audit_runs_over_a_tinybird_api_and_reports_in_json(start_server, 
     for name in LANDING:
         client.append_ndjson(name, layout.fixtures_dir / f"{name}.ndjson")
     args = ["check", "--target", server.url, "--token", server.token, "--audit", "--json"]
-    passed = CliRunner().invoke(main, args)
+    passed = invoke(args)
     assert passed.exit_code == 0, passed.output
     report = json.loads(passed.output)
     assert {t["target"]: t["rows_compared"] for t in report["audit"]["targets"]} == FIXTURE_KEYS
     client.append_ndjson("customer_cltv_mv", b'{"customer_id": "cust_001", "cltv": 5.5, "transactions": 1}\n')
-    failed = CliRunner().invoke(main, args)
+    failed = invoke(args)
     assert failed.exit_code == 1, failed.output
     report = json.loads(failed.output)
     assert report["ok"] is False  # the stray row also changes cust_001's cases: both are reported
@@ -211,12 +211,12 @@ def test_audit_target_cloud_reads_tb_host_and_tb_token_and_audits_the_data_as_it
         client.append_ndjson(name, layout.fixtures_dir / f"{name}.ndjson")
     monkeypatch.setenv("TB_HOST", server.url)
     monkeypatch.setenv("TB_TOKEN", server.token)
-    result = CliRunner().invoke(main, ["audit", "--target", "cloud", "--json"])
+    result = invoke(["audit", "--target", "cloud", "--json"])
     assert result.exit_code == 0, result.output
     assert {t["target"]: t["rows_compared"] for t in json.loads(result.output)["targets"]} == FIXTURE_KEYS
     monkeypatch.delenv("TB_TOKEN")
-    missing = CliRunner().invoke(main, ["audit", "--target", "cloud"])
+    missing = invoke(["audit", "--target", "cloud"])
     assert missing.exit_code == 1 and "TB_TOKEN is not set" in missing.output
-    unknown = CliRunner().invoke(main, ["audit", "--target", "elsewhere"])
+    unknown = invoke(["audit", "--target", "elsewhere"])
     assert unknown.exit_code == 1
     assert "unknown target 'elsewhere': use embedded, local, cloud or the URL of a Tinybird API" in unknown.output

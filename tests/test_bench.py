@@ -12,6 +12,7 @@ from tbkit.bench.duckdb_peer import DuckDBPeer
 from tbkit.bench.harness import ENDPOINTS, percentile, summary
 
 from . import ROOT
+from .repo_copy import invoke
 
 
 def run_bench(tmp_path, *args: str) -> dict:
@@ -133,10 +134,8 @@ def test_the_per_call_overhead_wins_over_the_difference_of_two_series():
 
 
 def test_compare_prints_each_figure_with_its_ratio(tmp_path):
-    from click.testing import CliRunner
 
     from tbkit.bench.harness import compare, overhead_ms
-    from tbkit.cli import main
 
     old, new = fake_result(8.0, 11.0, 1000), fake_result(4.0, 4.5, 1500)
     assert (overhead_ms(old, "customer_cltv", "default"), overhead_ms(new, "customer_cltv", "varied")) == (3.0, None)
@@ -149,9 +148,9 @@ def test_compare_prints_each_figure_with_its_ratio(tmp_path):
     (tmp_path / "old.json").write_text(json.dumps(old))
     (tmp_path / "new.json").write_text(json.dumps(new))
     (tmp_path / "bad.json").write_text("{not json")
-    result = CliRunner().invoke(main, ["bench", "--compare", str(tmp_path / "old.json"), str(tmp_path / "new.json")])
+    result = invoke(["bench", "--compare", str(tmp_path / "old.json"), str(tmp_path / "new.json")])
     assert result.exit_code == 0, result.output
     assert result.output == table
-    result = CliRunner().invoke(main, ["bench", "--compare", str(tmp_path / "old.json"), str(tmp_path / "bad.json")])
+    result = invoke(["bench", "--compare", str(tmp_path / "old.json"), str(tmp_path / "bad.json")])
     assert result.exit_code != 0
     assert "bad.json: not JSON" in result.output

@@ -85,12 +85,13 @@ def test_the_committed_budgets_hold_at_the_test_scale(engine, project, layout, c
     assert cltv.max_rows.rows_read < report.data["customer_transactions"] / 4
 
 
-def test_an_endpoint_that_scans_the_raw_table_passes_its_golden_files_and_fails_its_budget(repo, data_dir):
+def test_an_endpoint_that_scans_the_raw_table_passes_its_golden_files_and_fails_its_budget(repo, data_dir, engine):
     (repo / "tinybird" / "endpoints" / "customer_cltv.pipe").write_text(CLTV_FROM_RAW_TRANSACTIONS)
     report = check(
         Layout.at(),
         endpoint="customer_cltv",
         options=Options(budgets_scale="XS", budgets_work_dir=data_dir),
+        engine=engine,
     )
     assert report.failed == 0 and report.passed == len(report.results) > 5  # same answers: every golden passes
     assert report.contracts is not None and report.contracts.ok

@@ -13,11 +13,10 @@ import xml.etree.ElementTree as ET
 import click
 import pytest
 import yaml
-from click.testing import CliRunner
 
 from tbkit.cli import main
 
-from .repo_copy import edit, run
+from .repo_copy import edit, invoke, run
 
 
 def test_check_passes_every_case_and_prints_a_summary(repo):
@@ -149,7 +148,7 @@ def test_seed_appends_fixtures_to_a_persistent_workspace(repo):
 )
 def test_user_errors_are_one_clear_message(repo, setup, args, message):
     setup(repo)
-    result = CliRunner().invoke(main, args)
+    result = invoke(args)
     assert result.exit_code == 1
     assert message in result.output
     assert "Traceback" not in result.output
@@ -159,7 +158,7 @@ def test_user_errors_are_one_clear_message(repo, setup, args, message):
 def test_lint_passes_on_the_project_and_fails_on_a_misformatted_file(repo):
     assert run("lint").exit_code == 0
     edit(repo / "tinybird/datasources/customers.datasource", "ENGINE ReplacingMergeTree", 'ENGINE "ReplacingMergeTree"')
-    result = CliRunner().invoke(main, ["lint"])
+    result = invoke(["lint"])
     assert result.exit_code == 1
     assert "customers.datasource: not formatted" in result.output
 
@@ -204,14 +203,14 @@ def test_generators_take_random_seed_and_only_check_takes_seed():
     takes_seed = sorted(name for name, param in _options() if "--seed" in param.opts)
     takes_random_seed = sorted(name for name, param in _options() if "--random-seed" in param.opts)
     assert (takes_seed, takes_random_seed) == (["check"], ["bench", "datagen"])
-    old = CliRunner().invoke(main, ["datagen", "--customers", "3", "--seed", "3", "--out", "x"])
+    old = invoke(["datagen", "--customers", "3", "--seed", "3", "--out", "x"])
     assert old.exit_code == 2 and "No such option: --seed" in old.output
 
 
 @pytest.mark.parametrize("command", ["datagen", "bench"])
 @pytest.mark.parametrize("sizes", [["--scale", "S", "--customers", "200"], ["--customers", "200", "--scale", "S"], []])
 def test_generators_take_exactly_one_of_scale_and_customers(tmp_path, command, sizes):
-    result = CliRunner().invoke(main, [command, *sizes, "--out", str(tmp_path / "out")])
+    result = invoke([command, *sizes, "--out", str(tmp_path / "out")])
     assert result.exit_code == 2, result.output
     assert result.output.startswith(f"Usage: main {command} [OPTIONS]")
     assert result.output.strip().endswith("Error: pass exactly one of --scale and --customers")
@@ -222,7 +221,9 @@ def test_bench_passes_its_options_to_the_library(monkeypatch, tmp_path):
     import tbkit.bench.harness
 
     calls = []
-    monkeypatch.setattr(tbkit.bench.harness, "run", lambda config, out, markdown_path: calls.append((config, out)) or {})
+    monkeypatch.setattr(
+        tbkit.bench.harness, "run", lambda config, out, markdown_path: calls.append((config, out)) or {}
+    )
     monkeypatch.setattr(tbkit.bench.harness, "markdown", lambda result: "| table |")
     args = ["bench", "--customers", "300", "--random-seed", "7", "--work-dir", str(tmp_path), "--no-peer"]
     result = run(*args)

@@ -6,18 +6,17 @@ import shutil
 
 import pytest
 import yaml
-from click.testing import CliRunner
 
 from tbkit.checks import contracts
 from tbkit.checks.contracts import Contract, Param
-from tbkit.cli import main
+from tbkit.query import Reader
 
 from . import ENDPOINTS, ROOT
-from .repo_copy import edit, run
+from .repo_copy import edit, invoke, run
 
 
 def test_derive_gives_every_endpoint_with_its_parameters_and_columns(project, workspace, layout):
-    derived = contracts.derive(project, workspace)
+    derived = contracts.derive(project, Reader(workspace).endpoint_columns)
     assert tuple(derived) == ENDPOINTS
     cltv = derived["customer_cltv"]
     assert cltv.parameters == (
@@ -194,7 +193,7 @@ def test_missing_contracts_fail_until_update_creates_them(repo):
 
 
 def test_accept_breaking_needs_update(repo):
-    result = CliRunner().invoke(main, ["check", "--accept-breaking"])
+    result = invoke(["check", "--accept-breaking"])
     assert result.exit_code == 2 and "--accept-breaking only applies with --update" in result.output
 
 

@@ -12,8 +12,9 @@ import pytest
 
 from tbkit.bench import datagen
 from tbkit.bench.datagen import AS_OF_TEXT, DATASOURCES, SCALES, GenerationReport, generate, generate_scale
-from tbkit.engine.workspace import Workspace
+from tbkit.engine import Workspace
 from tbkit.errors import ParameterError
+from tbkit.query import Reader
 
 CUSTOMERS = 2000
 SEED = 7
@@ -214,16 +215,16 @@ def test_engine_quarantines_exactly_the_malformed_rows(workspace: Workspace, gen
         report = generated.files[name]
         assert (result.successful_rows, result.quarantined_rows) == (report.valid, report.malformed), name
 
-    summary = workspace.endpoint("cltv_summary")["data"][0]
+    summary = Reader(workspace).endpoint("cltv_summary")["data"][0]
     assert summary["customers"] == generated.customers_with_transactions
     assert summary["transactions"] == generated.files["customer_transactions"].valid
-    segments = workspace.endpoint("customer_segments_summary", {"as_of": AS_OF_TEXT})["data"]
+    segments = Reader(workspace).endpoint("customer_segments_summary", {"as_of": AS_OF_TEXT})["data"]
     assert sum(s["customers"] for s in segments) == generated.customers_with_profile
     assert {s["loyalty_segment"] for s in segments} == {"Loyal", "Established", "New"}
-    engagement = workspace.endpoint("customer_engagement_analysis", {"as_of": AS_OF_TEXT, "limit": 10000})
+    engagement = Reader(workspace).endpoint("customer_engagement_analysis", {"as_of": AS_OF_TEXT, "limit": 10000})
     assert engagement["rows"] == generated.customers_with_events
     assert {r["activity_level"] for r in engagement["data"]} == {"Active", "Recent", "Inactive", "Dormant"}
-    by_location = workspace.endpoint("cltv_by_location")["data"]
+    by_location = Reader(workspace).endpoint("cltv_by_location")["data"]
     assert 25 <= len(by_location) <= 35
 
 

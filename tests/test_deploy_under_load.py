@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tbkit.query import Reader
 from tbkit.remote import tb as tbcli
 
 from . import ROOT
@@ -199,7 +200,9 @@ def test_rebuilding_the_views_while_appending_feeds_every_row_to_them(workspace)
     assert not errors, errors[:3]
     raw = workspace.row_count("customer_events")
     assert raw == sum(acked)
-    engagement = json.loads(workspace.sql("SELECT sum(events) AS n FROM customer_engagement_mv"))["data"][0]["n"]
+    engagement = json.loads(Reader(workspace).sql("SELECT sum(events) AS n FROM customer_engagement_mv"))["data"][0][
+        "n"
+    ]
     by_customer = workspace.row_count("customer_events_by_customer_mv")
     assert (int(engagement), by_customer) == (raw, raw), (
         f"{len(acked)} appends of {raw} rows during {REBUILDS} rebuilds"

@@ -19,7 +19,9 @@ import pytest
 import requests
 
 from tbkit.dev.loop import ChecksState, DevLoop, attach, watch_check
+from tbkit.engine import Condition, parts
 from tbkit.project.layout import Layout
+from tbkit.query import Reader
 from tbkit.server import ServerConfig, Service
 from tbkit.server.thread import BackgroundServer
 
@@ -209,11 +211,13 @@ def test_a_fixture_edit_reruns_the_endpoints_that_read_it(dev):
     assert count == [{"n": len(lines) - 1}]
 
 
-def test_check_watch_reruns_on_a_save_seen_by_the_watcher(repo):
+def test_check_watch_reruns_on_a_save_seen_by_the_watcher(repo, engine):
     reports: list = []
     until = threading.Event()
     thread = threading.Thread(
-        target=watch_check, args=(Layout.at(), lambda r: None, reports.append), kwargs={"until": until}
+        target=watch_check,
+        args=(Layout.at(), lambda r: None, reports.append),
+        kwargs={"until": until, "engine": engine},
     )
     thread.start()
     try:
@@ -344,7 +348,8 @@ def test_a_kept_data_directory_serves_the_last_build_and_its_rows_at_the_next_st
     again = Service(config, engine=engine)
     try:
         assert again.main.workspace.name == server.loop.base_name
-        assert again.main.workspace.count_where("customer_demographics", "customer_id = 'cust_kept'") == 1
+        kept = Condition("customer_demographics", "customer_id = 'cust_kept'")
+        assert again.main.workspace.count_where("customer_demographics", kept) == 1
     finally:
         again.main.workspace.drop()
         again.close()
@@ -416,7 +421,7 @@ def test_rows_appended_while_a_build_copies_a_table_are_carried_exactly_once(eng
 
     def around_the_copy(sql, *args, **kwargs):
         nonlocal appending
-        if appending or not sql.startswith(f"ALTER TABLE {beside._table(table)} ATTACH PARTITION ALL FROM"):
+        if appending or not sql.startswith(f"ALTER TABLE {beside.table(table)} ATTACH PARTITION ALL FROM"):
             return real_execute(sql, *args, **kwargs)
         appending = True
         try:
@@ -429,16 +434,16 @@ def test_rows_appended_while_a_build_copies_a_table_are_carried_exactly_once(eng
 
     try:
         engine.execute = around_the_copy
-        copied = beside.attach_rows(workspace, table, track=True)
+        copied = parts.attach_rows(beside, workspace, table, track=True)
         engine.execute = real_execute
-        for name, parts in copied.items():
-            beside.copy_parts(workspace, name, parts)
+        for name, blocks in copied.items():
+            parts.copy_parts(beside, workspace, name, blocks)
         customers = f"SELECT groupArray(customer_id) AS ids FROM (SELECT customer_id FROM {table} ORDER BY 1)"
-        both = [json.loads(ws.sql(customers))["data"][0]["ids"] for ws in (beside, workspace)]
+        both = [json.loads(Reader(ws).sql(customers))["data"][0]["ids"] for ws in (beside, workspace)]
         assert both[0] == both[1] == ["before_the_copy", "just_after_the_attach", "just_before_the_attach"]
     finally:
         engine.execute = real_execute
-        workspace.resume_merges(copied if "copied" in locals() else ())
+        parts.resume_merges(workspace, copied if "copied" in locals() else ())
         beside.drop()
 
 
@@ -448,14 +453,14 @@ def test_a_merge_that_ends_after_the_copy_is_not_copied_again(engine, project, w
     beside = engine.workspace(workspace.name + "_b", project)
     beside.build()
     table = "customer_demographics"
-    source = workspace._table(table)
+    source = workspace.table(table)
     for customer in ("first", "second"):
         workspace.append(table, f'{{"customer_id": "{customer}", "age": 40, "location": "Oslo"}}\n'.encode())
     real_execute = engine.execute
 
     def merge_after_the_copy(sql, *args, **kwargs):
         result = real_execute(sql, *args, **kwargs)
-        if sql.startswith(f"ALTER TABLE {beside._table(table)} ATTACH PARTITION ALL FROM"):
+        if sql.startswith(f"ALTER TABLE {beside.table(table)} ATTACH PARTITION ALL FROM"):
             real_execute(f"SYSTEM START MERGES {source}")
             real_execute(f"OPTIMIZE TABLE {source} FINAL")
             real_execute(f"SYSTEM STOP MERGES {source}")
@@ -466,14 +471,14 @@ def test_a_merge_that_ends_after_the_copy_is_not_copied_again(engine, project, w
     copied: dict = {}
     try:
         engine.execute = merge_after_the_copy
-        copied = beside.attach_rows(workspace, table, track=True)
+        copied = parts.attach_rows(beside, workspace, table, track=True)
         engine.execute = real_execute
-        assert len(workspace._parts(table)) == 2  # the merged part, and the one appended after it
-        for name, parts in copied.items():
-            beside.copy_parts(workspace, name, parts)
+        assert len(parts.active_parts(workspace, table)) == 2  # the merged part, and the one appended after it
+        for name, blocks in copied.items():
+            parts.copy_parts(beside, workspace, name, blocks)
         customers = f"SELECT groupArray(customer_id) AS ids FROM (SELECT customer_id FROM {table} ORDER BY 1)"
-        assert json.loads(beside.sql(customers))["data"][0]["ids"] == ["first", "second", "third"]
+        assert json.loads(Reader(beside).sql(customers))["data"][0]["ids"] == ["first", "second", "third"]
     finally:
         engine.execute = real_execute
-        workspace.resume_merges(copied)
+        parts.resume_merges(workspace, copied)
         beside.drop()

@@ -7,13 +7,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from tbkit.checks.diff import diff
-from tbkit.cli import main
 
 from . import ROOT
-from .repo_copy import edit
+from .repo_copy import edit, invoke
 
 DEMOGRAPHICS = "tinybird/datasources/customer_demographics.datasource"
 CLTV = "tinybird/endpoints/customer_cltv.pipe"
@@ -41,18 +39,18 @@ def repo(tmp_path: Path, monkeypatch) -> Path:
 
 
 def run(*args: str):
-    return CliRunner().invoke(main, ["diff", *args, "--project", "tinybird", "--fixtures", "fixtures"])
+    return invoke(["diff", *args, "--project", "tinybird", "--fixtures", "fixtures"])
 
 
-def test_no_change_is_empty_and_exits_0(repo):
-    report = diff(repo, repo / "tinybird", repo / "fixtures", "HEAD")
+def test_no_change_is_empty_and_exits_0(repo, engine):
+    report = diff(repo, repo / "tinybird", repo / "fixtures", "HEAD", engine=engine)
     assert report.empty and not report.breaking
     result = run("--base", "HEAD")
     assert result.exit_code == 0, result.output
     assert result.output == "No changes between HEAD and the working tree\n"
 
 
-def test_a_renamed_endpoint_column_is_breaking_in_text_and_markdown(repo):
+def test_a_renamed_endpoint_column_is_breaking_in_text_and_markdown(repo, engine):
     edit(repo / CLTV, "toUInt64(transactions) AS transactions", "toUInt64(transactions) AS transaction_count")
     result = run("--base", "HEAD", "--markdown", "diff.md")
     assert result.exit_code == 1, result.output
@@ -66,13 +64,13 @@ def test_a_renamed_endpoint_column_is_breaking_in_text_and_markdown(repo):
     assert "renamed to transaction_count" in allowed.output
 
 
-def test_a_new_datasource_column_is_compatible_a_removed_one_destructive(repo):
+def test_a_new_datasource_column_is_compatible_a_removed_one_destructive(repo, engine):
     edit(
         repo / DEMOGRAPHICS,
         "`age` UInt8 `json:$.age`,",
         "`age` UInt8 `json:$.age`,\n    `income` Float64 `json:$.income`,",
     )
-    added = diff(repo, repo / "tinybird", repo / "fixtures", "HEAD")
+    added = diff(repo, repo / "tinybird", repo / "fixtures", "HEAD", engine=engine)
     assert [str(c) for c in added.datasource_changes] == [
         "datasource customer_demographics: new column income Float64 (compatible)"
     ]
@@ -88,26 +86,26 @@ def test_a_new_datasource_column_is_compatible_a_removed_one_destructive(repo):
     assert "✗ customer_demographics: column income removed (was Float64) (destructive)" in removed.output
 
 
-def test_changed_golden_files_and_materializations_are_listed(repo):
+def test_changed_golden_files_and_materializations_are_listed(repo, engine):
     golden = repo / "fixtures/golden/customer_cltv/heavy_buyer.json"
     golden.write_text(golden.read_text() + "\n")
     edit(repo / "tinybird/materializations/customers_latest.pipe", "SELECT", "SELECT\n       ")
-    report = diff(repo, repo / "tinybird", repo / "fixtures", "HEAD")
+    report = diff(repo, repo / "tinybird", repo / "fixtures", "HEAD", engine=engine)
     assert report.golden_changed == ["fixtures/golden/customer_cltv/heavy_buyer.json"]
     assert report.materialization_changes == []  # whitespace only
     edit(repo / "tinybird/materializations/customers_latest.pipe", "SELECT\n       ", "SELECT DISTINCT")
-    report = diff(repo, repo / "tinybird", repo / "fixtures", "HEAD")
+    report = diff(repo, repo / "tinybird", repo / "fixtures", "HEAD", engine=engine)
     assert [str(c) for c in report.materialization_changes] == ["materialization customers_latest: SQL changed"]
     assert not report.breaking
 
 
-def test_an_unknown_ref_is_one_clear_error(repo):
+def test_an_unknown_ref_is_one_clear_error(repo, engine):
     result = run("--base", "no_such_branch")
     assert result.exit_code == 1
     assert result.output.startswith("Error: unknown git revision 'no_such_branch'")
 
 
-def test_a_broken_datafile_names_the_side_and_file(repo):
+def test_a_broken_datafile_names_the_side_and_file(repo, engine):
     edit(repo / CLTV, "NODE customer_cltv_node", "NODE customer_cltv_node\nNODE")
     result = run("--base", "HEAD")
     assert result.exit_code == 1

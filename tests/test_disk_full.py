@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tbkit.engine import workspace as engine_module
+from tbkit.engine import append as appends
 from tbkit.errors import StorageFullError
 
 from . import ROOT
@@ -142,7 +142,7 @@ def _refused_as_full(response: requests.Response, data_dir: Path) -> str:
 def test_enospc_writing_a_chunk_says_what_was_stored(workspace, monkeypatch):
     """A large append goes in chunks through files in the engine's tmp folder: ENOSPC writing one is a
     StorageFullError that says how many rows of the earlier chunks were stored."""
-    monkeypatch.setattr(engine_module, "CHUNK_BYTES", 4_000)  # chunks of about 20 lines
+    monkeypatch.setattr(appends, "CHUNK_BYTES", 4_000)  # chunks of about 20 lines
     body = _batch("chunked", 100)
     written = []
     real_write = Path.write_bytes

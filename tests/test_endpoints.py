@@ -8,12 +8,14 @@ from tbkit.checks import golden
 from tbkit.checks.cases import run_check
 from tbkit.checks.targets import EmbeddedTarget
 from tbkit.errors import ParameterError
+from tbkit.query import Reader
 
 from .conftest import AS_OF
 
 
 def lookup(ws, customer_id: str, **params) -> list[dict]:
-    return ws.endpoint("customer_segment_lookup", {"customer_id": customer_id, "as_of": AS_OF, **params})["data"]
+    params = {"customer_id": customer_id, "as_of": AS_OF, **params}
+    return Reader(ws).endpoint("customer_segment_lookup", params)["data"]
 
 
 @pytest.mark.parametrize(
@@ -66,26 +68,26 @@ def test_loyalty_segment_thresholds(seeded, customer, tenure_days, segment):
         ("cust_025", None, "Dormant"),
     ],
 )
-def test_activity_level_thresholds(seeded, customer, days, level):
+def test_activity_level_thresholds(seeded, reader, customer, days, level):
     [row] = lookup(seeded, customer)
     assert (row["days_since_last_event"], row["activity_level"]) == (days, level)
-    engagement = seeded.endpoint(
+    engagement = reader.endpoint(
         "customer_engagement_analysis", {"customer_id": customer, "as_of": AS_OF, "activity_level": level}
     )["data"]
     assert [r["customer_id"] for r in engagement] == ([customer] if days is not None else [])
 
 
 @pytest.mark.parametrize("spelling", ["cust_032", "CUST_032", "  CUST_032  ", " Cust_032"])
-def test_ids_match_whatever_their_case_and_padding(seeded, spelling):
+def test_ids_match_whatever_their_case_and_padding(seeded, reader, spelling):
     [row] = lookup(seeded, spelling)
     assert row["customer_id"] == "cust_032"
-    [cltv] = seeded.endpoint("customer_cltv", {"customer_id": spelling})["data"]
+    [cltv] = reader.endpoint("customer_cltv", {"customer_id": spelling})["data"]
     assert cltv["customer_id"] == "cust_032"
     assert cltv["transactions"] == 3  # sent as "  CUST_032  ", "CUST_032" and "cust_032"
 
 
-def test_every_output_id_is_normalized(seeded):
-    data = seeded.endpoint("customer_engagement_analysis", {"as_of": AS_OF, "limit": 10000})["data"]
+def test_every_output_id_is_normalized(reader):
+    data = reader.endpoint("customer_engagement_analysis", {"as_of": AS_OF, "limit": 10000})["data"]
     assert data and all(r["customer_id"] == r["customer_id"].strip().lower() for r in data)
 
 
@@ -108,9 +110,9 @@ def test_customers_who_signed_up_after_as_of_are_unknown(seeded):
     assert lookup(seeded, "cust_999") == []
 
 
-def test_engagement_window_bounds_are_inclusive_and_exact(seeded):
+def test_engagement_window_bounds_are_inclusive_and_exact(reader):
     def customers(**params):
-        data = seeded.endpoint("customer_engagement_analysis", {"as_of": AS_OF, **params})["data"]
+        data = reader.endpoint("customer_engagement_analysis", {"as_of": AS_OF, **params})["data"]
         return {r["customer_id"]: r["total_events"] for r in data}
 
     # The last events of cust_001, cust_002 and cust_003 are at 2025-06-28 08:30:00.
@@ -120,8 +122,8 @@ def test_engagement_window_bounds_are_inclusive_and_exact(seeded):
     assert exact == {"cust_001": 1, "cust_002": 1, "cust_003": 1}
 
 
-def test_segments_summary_adds_up_to_the_customers_known_at_as_of(seeded):
-    data = seeded.endpoint("customer_segments_summary", {"as_of": AS_OF})["data"]
+def test_segments_summary_adds_up_to_the_customers_known_at_as_of(reader):
+    data = reader.endpoint("customer_segments_summary", {"as_of": AS_OF})["data"]
     # 38 designed customers + cust123, minus cust_027 who signs up after as_of.
     assert sum(r["customers"] for r in data) == 38
     order = [(r["value_segment"], r["loyalty_segment"]) for r in data]
@@ -134,12 +136,12 @@ def test_segments_summary_adds_up_to_the_customers_known_at_as_of(seeded):
     )
 
 
-def test_cltv_includes_the_seed_outlier(seeded):
-    [summary] = seeded.endpoint("cltv_summary")["data"]
+def test_cltv_includes_the_seed_outlier(reader):
+    [summary] = reader.endpoint("cltv_summary")["data"]
     assert summary["total_revenue"] > 184751118
-    [row] = seeded.endpoint("customer_cltv", {"customer_id": "cust_969"})["data"]
+    [row] = reader.endpoint("customer_cltv", {"customer_id": "cust_969"})["data"]
     assert row["cltv"] == 184751118
-    locations = seeded.endpoint("cltv_by_location")["data"]
+    locations = reader.endpoint("cltv_by_location")["data"]
     assert locations[0]["location"] == "San Diego"
     averages = [r["average_cltv"] for r in locations]
     assert averages == sorted(averages, reverse=True)
@@ -161,9 +163,9 @@ def test_cltv_includes_the_seed_outlier(seeded):
         ("customer_segments_summary", {"min_age": "256"}, "UInt8"),
     ],
 )
-def test_bad_parameters_are_400s(seeded, endpoint, params, phrase):
+def test_bad_parameters_are_400s(reader, endpoint, params, phrase):
     with pytest.raises(ParameterError) as error:
-        seeded.endpoint(endpoint, params)
+        reader.endpoint(endpoint, params)
     assert error.value.status == 400
     assert phrase in str(error.value)
 
@@ -171,13 +173,13 @@ def test_bad_parameters_are_400s(seeded, endpoint, params, phrase):
 @pytest.mark.parametrize(
     "attack", ["cust_001' OR '1'='1", "cust_001\\' OR 1=1 --", "x' UNION SELECT * FROM customers --"]
 )
-def test_string_parameters_cannot_inject_sql(seeded, attack):
+def test_string_parameters_cannot_inject_sql(seeded, reader, attack):
     assert lookup(seeded, attack) == []
-    assert seeded.endpoint("customer_cltv", {"customer_id": attack})["data"] == []
+    assert reader.endpoint("customer_cltv", {"customer_id": attack})["data"] == []
 
 
-def test_limit_reports_rows_before_limit(seeded):
-    response = seeded.endpoint("customer_engagement_analysis", {"as_of": AS_OF, "limit": "5"})
+def test_limit_reports_rows_before_limit(reader):
+    response = reader.endpoint("customer_engagement_analysis", {"as_of": AS_OF, "limit": "5"})
     assert response["rows"] == 5
     assert response["rows_before_limit_at_least"] > 5
     assert set(response["statistics"]) >= {"elapsed", "rows_read", "bytes_read"}
@@ -187,7 +189,7 @@ def test_every_golden_case_passes_on_the_embedded_engine(engine, project, layout
     cases = golden.load_cases(layout.cases_dir, project)
     assert len(cases) >= 40
     assert {c.endpoint for c in cases} == set(project.endpoints)
-    target = EmbeddedTarget(project)
+    target = EmbeddedTarget(project, engine)
     try:
         target.prepare(layout.fixtures_dir)
         report = run_check(cases, target, layout.golden_dir)
@@ -199,7 +201,7 @@ def test_every_golden_case_passes_on_the_embedded_engine(engine, project, layout
 
 
 def _ranking(ws, **params) -> dict:
-    return ws.endpoint("customer_engagement_analysis", {"limit": "10000", **params})
+    return Reader(ws).endpoint("customer_engagement_analysis", {"limit": "10000", **params})
 
 
 def test_unfiltered_engagement_reads_the_precomputed_ranking_and_agrees_with_the_events(seeded):
@@ -221,17 +223,17 @@ def test_events_dated_in_the_future_never_count_before_they_happen(workspace, la
     assert fast["data"] == _ranking(workspace, start_date="1970-01-01 00:00:00")["data"]
 
 
-def test_a_small_answer_is_formatted_on_one_thread_from_the_next_call(seeded):
+def test_a_small_answer_is_formatted_on_one_thread_from_the_next_call(seeded, reader):
     engine = seeded.engine
-    with engine.connection(readonly=True) as conn:
+    with engine.connections.connection(readonly=True) as conn:
         assert conn.query("SELECT getSetting('output_format_parallel_formatting')", "TSV").bytes() == b"true\n"
-    with engine.connection(readonly=True, serial_output=True) as conn:
+    with engine.connections.connection(readonly=True, serial_output=True) as conn:
         assert conn.query("SELECT getSetting('output_format_parallel_formatting')", "TSV").bytes() == b"false\n"
     params = {"customer_id": "cust_001", "as_of": AS_OF}
-    seeded._small_answers.pop("customer_segment_lookup", None)
-    first = seeded.endpoint("customer_segment_lookup", params)  # not known yet: formatted in parallel
-    assert seeded._small_answers["customer_segment_lookup"] is True
-    second = seeded.endpoint("customer_segment_lookup", params)  # small last time: on one thread
+    reader.small_answers.pop("customer_segment_lookup", None)
+    first = reader.endpoint("customer_segment_lookup", params)  # not known yet: formatted in parallel
+    assert reader.small_answers["customer_segment_lookup"] is True
+    second = reader.endpoint("customer_segment_lookup", params)  # small last time: on one thread
     assert {k: v for k, v in first.items() if k != "statistics"} == {
         k: v for k, v in second.items() if k != "statistics"
     }

@@ -3,7 +3,7 @@
 chDB 4 (the pinned version) gives every connection a session of its own, so read connections are made
 read-only with `SET readonly = 2`. chDB 3.x (3.6.0 is ClickHouse 25.5, the closest to Tinybird Local's 25.3;
 `make check-chdb36` runs on it) holds one session per process: there, a read carries its settings in its own
-SETTINGS clause (`_ReadOnlyStatements`), so a read never leaves the session read-only for the writes that
+SETTINGS clause (`ReadOnlyStatements`), so a read never leaves the session read-only for the writes that
 follow, and a write never runs on a read connection. These tests run on whichever chDB is installed, and run
 the shared-session path on chDB 4 too.
 """
@@ -21,7 +21,8 @@ from typing import Any
 import chdb
 import pytest
 
-from tbkit.engine.workspace import Engine, _ReadOnlyStatements
+from tbkit.engine import Engine
+from tbkit.engine.connections import ReadOnlyStatements
 
 ROOT = Path(__file__).resolve().parent.parent
 CHDB36 = ROOT / ".venv-chdb36" / "bin" / "tbkit"
@@ -55,7 +56,7 @@ def scratch(engine: Engine) -> Iterator[str]:
 
 
 def test_connections_share_one_session_only_before_chdb_4(engine):
-    assert (engine._shared is not None) == (chdb_major() < 4), chdb.__version__
+    assert (engine.connections.shared is not None) == (chdb_major() < 4), chdb.__version__
 
 
 def test_reads_leave_write_connections_writable(engine, scratch):
@@ -63,7 +64,7 @@ def test_reads_leave_write_connections_writable(engine, scratch):
         assert engine.execute(f"SELECT count() FROM {scratch}.t", readonly=True, timeout=5).bytes() == b"3\n"
         engine.execute(f"INSERT INTO {scratch}.t VALUES (4)")
         engine.execute(f"ALTER TABLE {scratch}.t DELETE WHERE n = 4 SETTINGS mutations_sync = 2")
-    with engine.connection() as conn:
+    with engine.connections.connection() as conn:
         assert setting(conn, "readonly") == "0"
         assert setting(conn, "max_execution_time") == "0"
     assert engine.execute(f"SELECT count() FROM {scratch}.t").bytes() == b"3\n"
@@ -85,8 +86,8 @@ def test_reads_leave_write_connections_writable(engine, scratch):
 def test_a_statement_level_read_answers_as_a_read_connection(engine, scratch, sql, answer):
     sql = sql.format(db=scratch)
     assert engine.execute(sql, readonly=True, timeout=5).bytes() == answer
-    with engine.connection() as conn:
-        assert _ReadOnlyStatements(conn, 5).query(sql, "TSV").bytes() == answer
+    with engine.connections.connection() as conn:
+        assert ReadOnlyStatements(conn, 5).query(sql, "TSV").bytes() == answer
 
 
 @pytest.mark.parametrize(
@@ -111,9 +112,9 @@ def test_a_statement_level_read_answers_as_a_read_connection(engine, scratch, sq
 )
 def test_a_statement_level_read_refuses_every_write(engine, scratch, sql):
     sql = sql.format(db=scratch)
-    with engine.connection() as conn:
+    with engine.connections.connection() as conn:
         with pytest.raises(RuntimeError) as refused:
-            _ReadOnlyStatements(conn, 5).query(sql, "TSV")
+            ReadOnlyStatements(conn, 5).query(sql, "TSV")
         assert "Code: " in str(refused.value)
         assert setting(conn, "readonly") == "0"  # the session is as it was
     assert engine.execute(f"SELECT count() FROM {scratch}.t").bytes() == b"3\n"
@@ -121,11 +122,11 @@ def test_a_statement_level_read_refuses_every_write(engine, scratch, sql):
 
 
 def test_a_statement_level_read_is_cancelled_at_its_limit_and_the_session_keeps_none(engine):
-    with engine.connection() as conn:
+    with engine.connections.connection() as conn:
         with pytest.raises(RuntimeError, match="Code: 159"):
-            _ReadOnlyStatements(conn, 0.5).query(SLOW, "TSV")
+            ReadOnlyStatements(conn, 0.5).query(SLOW, "TSV")
         assert setting(conn, "max_execution_time") == "0"
-        assert _ReadOnlyStatements(conn, None).query("SELECT 1", "TSV").bytes() == b"1\n"
+        assert ReadOnlyStatements(conn, None).query("SELECT 1", "TSV").bytes() == b"1\n"
 
 
 def test_drop_sync_finishes_on_a_new_data_directory(tmp_path):
@@ -157,8 +158,8 @@ def test_every_golden_case_passes_over_one_shared_session():
     """`tbkit check` with the engine on chDB 3.x's path (one session, statement-level read settings)."""
     code = (
         "import sys\n"
-        "from tbkit import engine\n"
-        "engine.Engine._shares_session = lambda self, conn: True\n"
+        "from tbkit.engine import connections\n"
+        "connections.Connections._shares_session = lambda self, conn: True\n"
         "from tbkit.cli import main\n"
         "sys.argv = ['tbkit', 'check']\n"
         "main()\n"

@@ -9,10 +9,11 @@ import os
 
 import pytest
 
+from tbkit.engine import append as appends
 from tbkit.engine import ingest
-from tbkit.engine import workspace as engine_module
 from tbkit.errors import IngestError, NotFoundError, QueryError
 from tbkit.project.datafiles import load_project
+from tbkit.query import Reader
 
 MALFORMED = {
     # datasource: (successful, quarantined) for fixtures/malformed/<datasource>.ndjson
@@ -37,7 +38,7 @@ def ndjson(*rows) -> bytes:
 
 
 def rows(workspace, sql: str) -> list[dict]:
-    return json.loads(workspace.sql(sql))["data"]
+    return json.loads(Reader(workspace).sql(sql))["data"]
 
 
 @pytest.mark.parametrize("datasource", sorted(MALFORMED))
@@ -128,7 +129,7 @@ def test_datetime_values(workspace, value, stored):
 
 
 def test_gzipped_file_and_chunked_append(workspace, tmp_path, monkeypatch):
-    monkeypatch.setattr(engine_module, "CHUNK_BYTES", 1000)
+    monkeypatch.setattr(appends, "CHUNK_BYTES", 1000)
     body = ndjson(*[dict(EVENT, event_id=f"e{i}") for i in range(100)]) + b"garbage\n"
     path = tmp_path / "events.ndjson.gz"
     path.write_bytes(gzip.compress(body))
@@ -143,7 +144,7 @@ def test_gzipped_file_and_chunked_append(workspace, tmp_path, monkeypatch):
 def test_large_uncompressed_file_goes_in_slices_that_end_at_line_breaks(workspace, tmp_path, monkeypatch, copy):
     """A file larger than CHUNK_BYTES is appended in slices copied by the kernel, or by Python where the
     kernel cannot (another file system, another OS): the same rows either way."""
-    monkeypatch.setattr(engine_module, "CHUNK_BYTES", 1000)
+    monkeypatch.setattr(appends, "CHUNK_BYTES", 1000)
     if copy == "unsupported":
         monkeypatch.setattr(os, "copy_file_range", lambda *args: (_ for _ in ()).throw(OSError(errno.EXDEV, "")))
     elif copy == "absent":
@@ -152,7 +153,7 @@ def test_large_uncompressed_file_goes_in_slices_that_end_at_line_breaks(workspac
     body = ndjson(*[dict(EVENT, event_id=f"e{i}") for i in range(100)]) + b"garbage\n" + last
     path = tmp_path / "events.ndjson"
     path.write_bytes(body)
-    slices = list(engine_module._file_slices(path))
+    slices = list(appends._file_slices(path))
     assert len(slices) > 10 and all(body[s.end - 1 : s.end] == b"\n" for s in slices[:-1])
     assert slices[0].start == 0 and slices[-1].end == len(body)
     assert all(a.end == b.start for a, b in zip(slices, slices[1:], strict=False))
@@ -178,7 +179,7 @@ def test_a_line_that_is_not_an_object_keeps_no_column_values_in_quarantine(works
 
 
 def test_chunked_bytes_keep_every_row(workspace, monkeypatch):
-    monkeypatch.setattr(engine_module, "CHUNK_BYTES", 500)
+    monkeypatch.setattr(appends, "CHUNK_BYTES", 500)
     result = workspace.append("customer_events", ndjson(*[dict(EVENT, event_id=f"e{i}") for i in range(50)]))
     assert result.successful_rows == 50 == workspace.row_count("customer_events")
 

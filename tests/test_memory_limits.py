@@ -13,15 +13,14 @@ import time
 
 import pytest
 import requests
-from click.testing import CliRunner
 
-from tbkit.cli import main
-from tbkit.engine.workspace import Engine, MemoryLimits
+from tbkit.engine import Engine, MemoryLimits
 from tbkit.errors import MemoryLimitError, ParameterError, QueryError, ServerMemoryError, StorageFullError
 from tbkit.server import ServerConfig
 from tbkit.sizes import format_size, parse_size, physical_memory
 
 from . import ROOT
+from .repo_copy import invoke
 from .serving import ADMIN_TOKEN, ServerProcess
 
 REPORTS = ROOT / "reports" / "reliability"
@@ -56,14 +55,14 @@ def test_sizes_print_for_people():
 
 
 def test_serve_refuses_a_bad_size_with_a_usage_error():
-    result = CliRunner().invoke(main, ["serve", "--max-query-memory", "2XB"])
+    result = invoke(["serve", "--max-query-memory", "2XB"])
     assert result.exit_code == 2
     assert "Invalid value for '--max-query-memory': invalid size '2XB'" in result.output
     assert "2GiB" in result.output
 
 
 def test_serve_help_says_the_defaults_and_how_they_are_computed():
-    result = CliRunner().invoke(main, ["serve", "--help"], terminal_width=200)
+    result = invoke(["serve", "--help"], terminal_width=200)
     text = " ".join(result.output.split())
     assert "--max-query-memory SIZE" in text and "--max-server-memory SIZE" in text
     assert "Default: 20 % of the machine's physical memory" in text

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import time
 
 import pytest
 import requests
 
-from tbkit.query import stats
+from tbkit.query import Reader, service_datasources
 from tbkit.server.workspaces.tokens import ADMIN
 
 from . import ENDPOINTS
@@ -214,7 +215,7 @@ def test_service_datasources_need_the_admin_token_and_other_databases_stay_unkno
     assert refused.status_code == 403 and "tinybird.pipe_stats" in refused.json()["error"]
     unknown = get(server, "/v0/sql", q="SELECT count() FROM tinybird.datasources_ops_log")
     assert unknown.status_code == 404 and "tinybird.datasources_ops_log" in unknown.json()["error"]
-    internal = get(server, "/v0/sql", q=f"SELECT count() FROM {stats.DATABASE}.pipe_stats_rt")
+    internal = get(server, "/v0/sql", q=f"SELECT count() FROM {service_datasources.DATABASE}.pipe_stats_rt")
     assert internal.status_code == 404
 
 
@@ -228,14 +229,16 @@ def test_a_service_datasource_name_in_a_string_or_comment_is_left_alone(server):
     assert response.json()["data"][0]["text"] == "tinybird.pipe_stats"
 
 
-def test_before_the_tables_are_known_a_service_datasource_reads_as_empty(monkeypatch):
-    monkeypatch.setattr(stats, "_tables_ready", type(stats._tables_ready)())
-    sql = stats.subquery("tinybird.pipe_stats", "db")
+def test_without_the_tables_a_service_datasource_reads_as_empty(project, engine):
+    sql = service_datasources.subquery("tinybird.pipe_stats", "db", tables_exist=False)
     assert sql.startswith("SELECT date, pipe_id, pipe_name, view_count") and "FROM null('date Date" in sql
-    stats._tables_ready.set()
-    assert stats.subquery("tinybird.pipe_stats", "db").endswith(
-        f"FROM {stats.DATABASE}.pipe_stats WHERE workspace = 'db'"
+    assert service_datasources.subquery("tinybird.pipe_stats", "db", tables_exist=True).endswith(
+        f"FROM {service_datasources.DATABASE}.pipe_stats WHERE workspace = 'db'"
     )
+    # a reader outside a server (tbkit check's) reads them as empty, whatever the engine holds
+    reader = Reader(engine.workspace("no_such_workspace", project))
+    answer = json.loads(reader.sql("SELECT count() AS n FROM tinybird.pipe_stats_rt"))
+    assert answer["data"] == [{"n": 0}]
 
 
 def test_an_endpoint_answer_carries_no_etag_and_is_never_a_304(server):
@@ -278,10 +281,11 @@ def test_an_endpoint_is_called_with_get_or_post_only(server):
 def test_a_fast_endpoint_is_answered_on_the_event_loop_only_when_nothing_else_is_in_flight(server, monkeypatch):
     import threading
 
-    from tbkit.server import endpoints as view
+    from tbkit.server import service as view
 
     workspace = server.service.main.workspace
-    real = workspace.call_endpoint
+    reader = server.service.main.reader
+    real = reader.call_endpoint
     threads: list[str] = []
 
     def call_endpoint(*args):
@@ -289,8 +293,8 @@ def test_a_fast_endpoint_is_answered_on_the_event_loop_only_when_nothing_else_is
         return real(*args)
 
     times = view.EngineTimes()
-    monkeypatch.setattr(view, "ENGINE_TIMES", times)
-    monkeypatch.setattr(workspace, "call_endpoint", call_endpoint)
+    monkeypatch.setattr(server.service, "engine_times", times)
+    monkeypatch.setattr(reader, "call_endpoint", call_endpoint)
 
     def answered_on() -> str:
         response = get(server, "/v0/pipes/customer_cltv.json", customer_id="cust123")

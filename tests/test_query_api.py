@@ -64,24 +64,24 @@ def test_render_qualifies_tables_and_inlines_endpoints(project):
     assert "ws_x.customer_cltv_mv" in sql
 
 
-def test_an_endpoint_read_through_the_query_api_takes_the_request_parameters(seeded):
+def test_an_endpoint_read_through_the_query_api_takes_the_request_parameters(seeded, reader):
     plan = query_api.plan(seeded.project, "SELECT customer_id, cltv FROM customer_cltv")
     assert plan.resources == ("customer_cltv",)
-    answer = rows(seeded.run_query(plan, {"customer_id": "CUST_001 "}))
+    answer = rows(reader.run_query(plan, {"customer_id": "CUST_001 "}))
     assert [row["customer_id"] for row in answer] == ["cust_001"]
     with pytest.raises(ParameterError, match="customer_id"):
-        seeded.run_query(plan, {})
+        reader.run_query(plan, {})
 
 
-def test_workspace_sql_is_plan_then_run_query(seeded):
+def test_workspace_sql_is_plan_then_run_query(seeded, reader):
     text = "SELECT count() AS n FROM customers FORMAT JSONEachRow"
-    body = seeded.sql(text)
-    assert body == seeded.run_query(query_api.plan(seeded.project, text))
+    body = reader.sql(text)
+    assert body == reader.run_query(query_api.plan(seeded.project, text))
     assert json.loads(body) == {"n": seeded.row_count("customers")}
 
 
-def test_an_endpoint_joined_with_a_datasource_answers(seeded):
-    body = seeded.sql("SELECT count() AS n FROM customers AS c JOIN cltv_by_location AS l ON l.location = c.location")
+def test_an_endpoint_joined_with_a_datasource_answers(reader):
+    body = reader.sql("SELECT count() AS n FROM customers AS c JOIN cltv_by_location AS l ON l.location = c.location")
     assert rows(body)[0]["n"] > 0
 
 
@@ -140,9 +140,9 @@ def test_sql_the_parser_refuses_is_our_query_error_not_a_tinybird_one(project):
         "SELECT 'x' AS s /* INTO OUTFILE '/tmp/x' */",
     ],
 )
-def test_into_outfile_in_a_string_or_a_comment_is_allowed(seeded, text):
+def test_into_outfile_in_a_string_or_a_comment_is_allowed(seeded, reader, text):
     assert query_api.plan(seeded.project, text).resources == ()
-    assert rows(seeded.sql(text))[0]["s"].lower() in ("into outfile", "x")
+    assert rows(reader.sql(text))[0]["s"].lower() in ("into outfile", "x")
 
 
 def test_render_refuses_into_outfile_in_the_final_sql(project):
@@ -152,7 +152,7 @@ def test_render_refuses_into_outfile_in_the_final_sql(project):
         query_api.render(plan, project, "ws_x", {})
 
 
-def test_a_refused_into_outfile_writes_no_file(seeded, tmp_path: Path):
+def test_a_refused_into_outfile_writes_no_file(reader, tmp_path: Path):
     target = tmp_path / "leak.csv"
     for text in (
         f"SELECT * FROM customers INTO OUTFILE '{target}'",
@@ -160,7 +160,7 @@ def test_a_refused_into_outfile_writes_no_file(seeded, tmp_path: Path):
         f"SELECT * FROM customers INTO/**/OUTFILE '{target}'",
     ):
         with pytest.raises(ParameterError, match="INTO OUTFILE"):
-            seeded.sql(text)
+            reader.sql(text)
     assert not target.exists()
 
 
@@ -234,12 +234,12 @@ def test_with_a_pipeline_the_query_reads_its_nodes_and_needs_the_pipe(project):
         query_api.plan(project, "SELECT 1", pipeline="nope")
 
 
-def test_a_node_of_the_pipeline_answers_as_the_pipe_computes_it(seeded):
+def test_a_node_of_the_pipeline_answers_as_the_pipe_computes_it(seeded, reader):
     plan = query_api.plan(
         seeded.project, "SELECT count() AS n FROM customers_with_transactions", pipeline="cltv_summary"
     )
-    node = json.loads(seeded.run_query(plan))["data"][0]["n"]
-    summary = seeded.endpoint("cltv_summary")["data"][0]["customers"]
+    node = json.loads(reader.run_query(plan))["data"][0]["n"]
+    summary = reader.endpoint("cltv_summary")["data"][0]["customers"]
     assert node == summary > 0
 
 

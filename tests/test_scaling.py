@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tbkit.query import Reader
+
 from .conftest import AS_OF, LANDING
 
 pytestmark = pytest.mark.slow
@@ -43,7 +45,7 @@ def settle(ws) -> None:
 def rows_read(ws) -> dict[str, int]:
     reads = {}
     for endpoint in ("customer_segment_lookup", "customer_cltv"):
-        response = ws.endpoint(endpoint, {"customer_id": "cust_034", "as_of": AS_OF})
+        response = Reader(ws).endpoint(endpoint, {"customer_id": "cust_034", "as_of": AS_OF})
         assert response["rows"] == 1
         reads[endpoint] = response["statistics"]["rows_read"]
     return reads

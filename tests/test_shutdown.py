@@ -18,6 +18,7 @@ import time
 import pytest
 import requests
 
+from .repo_copy import invoke
 from .serving import ServerProcess
 from .test_load_and_crash import REPORTS, events, scalar
 
@@ -224,11 +225,8 @@ def test_idle_keep_alive_connections_do_not_hold_the_shutdown(tmp_path):
 
 
 def test_the_shutdown_timeout_is_an_option_of_serve():
-    from click.testing import CliRunner
 
-    from tbkit.cli import main
-
-    result = CliRunner().invoke(main, ["serve", "--help"])
+    result = invoke(["serve", "--help"])
     assert "--shutdown-timeout" in result.output and "in flight" in result.output
-    refused = CliRunner().invoke(main, ["serve", "--shutdown-timeout", "-1"])
+    refused = invoke(["serve", "--shutdown-timeout", "-1"])
     assert refused.exit_code == 2 and "--shutdown-timeout" in refused.output

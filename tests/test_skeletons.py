@@ -1,4 +1,4 @@
-"""Table rewrites reused by query shape (`tbkit.skeletons`): the same SQL and answers as rewriting every query."""
+"""Table rewrites reused by query shape (`tbkit.query.skeletons`): the same SQL and answers as rewriting every query."""
 
 from __future__ import annotations
 
@@ -37,21 +37,25 @@ HOSTILE = [
 ]
 
 
+# The cache these tests share, as a server's workspaces share theirs.
+CACHE = Skeletons()
+
+
+def cached(project, pipe, params, database):
+    """The render a served call makes: its table rewrite from the shared cache."""
+    return query.render_pipe(project, pipe, params, database, skeletons=CACHE)
+
+
 def uncached(project, pipe, params, database):
-    """The same render with a rewrite per call: a throwaway cache that never holds a skeleton."""
-    saved = query.SKELETONS
-    query.SKELETONS = Skeletons(size=0)
-    try:
-        return query.render_pipe(project, pipe, params, database)
-    finally:
-        query.SKELETONS = saved
+    """The same render with a rewrite per call (no cache)."""
+    return query.render_pipe(project, pipe, params, database)
 
 
 def render_both(project, endpoint, params, database="ws"):
     """(cached SQL rendered twice, so the second comes from the skeleton; uncached SQL), or the errors' text."""
     pipe = project.endpoint(endpoint)
     results = []
-    for render in (query.render_pipe, query.render_pipe, uncached):
+    for render in (cached, cached, uncached):
         try:
             results.append(render(project, pipe, params, database))
         except (ParameterError, SqlParseError) as e:
@@ -78,19 +82,16 @@ def test_golden_cases_render_byte_identical_sql(project, layout):
     ],
 )
 def test_hostile_parameters_render_byte_identical_sql(project, endpoint, name, extra, value):
-    query.render_pipe(project, project.endpoint(endpoint), {**extra, name: "plain_value"}, "ws")  # shape known
+    cached(project, project.endpoint(endpoint), {**extra, name: "plain_value"}, "ws")  # shape known
     first, second, direct = render_both(project, endpoint, {**extra, name: value})
     assert first == second == direct
 
 
 def test_a_known_shape_is_reused_with_other_values(project):
-    cache = query.SKELETONS = Skeletons()
-    try:
-        pipe = project.endpoint("customer_segment_lookup")
-        params = [{"customer_id": f"cust_{n:03}", "as_of": AS_OF} for n in range(5)]
-        sqls = [query.render_pipe(project, pipe, each, "ws") for each in params]
-    finally:
-        query.SKELETONS = Skeletons()
+    cache = Skeletons()
+    pipe = project.endpoint("customer_segment_lookup")
+    params = [{"customer_id": f"cust_{n:03}", "as_of": AS_OF} for n in range(5)]
+    sqls = [query.render_pipe(project, pipe, each, "ws", skeletons=cache) for each in params]
     assert (cache.misses, cache.hits) == (1, 4)
     assert "lower(trimBoth('cust_003'))" in sqls[3]
     assert "FROM ws.customers_latest_mv" in sqls[3]
@@ -99,8 +100,8 @@ def test_a_known_shape_is_reused_with_other_values(project):
 
 def test_the_database_is_part_of_the_shape(project):
     pipe = project.endpoint("customer_cltv")
-    one = query.render_pipe(project, pipe, {"customer_id": "a"}, "first")
-    other = query.render_pipe(project, pipe, {"customer_id": "a"}, "second")
+    one = query.render_pipe(project, pipe, {"customer_id": "a"}, "first", skeletons=CACHE)
+    other = query.render_pipe(project, pipe, {"customer_id": "a"}, "second", skeletons=CACHE)
     assert "first.customer_cltv_mv" in one and "second.customer_cltv_mv" in other
 
 
@@ -160,19 +161,19 @@ def test_the_cache_is_bounded():
     assert len(cache._cache) == 2
 
 
-def test_cached_answers_equal_uncached_answers(seeded):
+def test_cached_answers_equal_uncached_answers(seeded, reader):
     pipe = seeded.project.endpoint("customer_segment_lookup")
     for customer in ["cust_001", "CUST_016 ", "cust_001' OR '1'='1", "nobody"]:
         params = {"customer_id": customer, "as_of": AS_OF}
-        cached = json.loads(seeded.query_endpoint("customer_segment_lookup", params))
+        cached = json.loads(reader.query_endpoint("customer_segment_lookup", params))
         direct_sql = uncached(seeded.project, pipe, params, seeded.name)
-        direct = json.loads(seeded._read(direct_sql, "JSON").bytes())
+        direct = json.loads(seeded.read(direct_sql, "JSON").bytes())
         assert (cached["meta"], cached["data"]) == (direct["meta"], direct["data"])
-    assert seeded.endpoint("customer_segment_lookup", {"customer_id": "cust_001", "as_of": AS_OF})["data"]
+    assert reader.endpoint("customer_segment_lookup", {"customer_id": "cust_001", "as_of": AS_OF})["data"]
 
 
 def test_the_adapter_rewrite_is_what_the_cache_wraps(project):
     pipe = project.endpoint("customer_cltv")
-    sql = query.render_pipe(project, pipe, {"customer_id": "cust_001"}, "ws")
+    sql = query.render_pipe(project, pipe, {"customer_id": "cust_001"}, "ws", skeletons=CACHE)
     rendered = tinybird_adapter.render_template(pipe.output_node.template, {"customer_id": "cust_001"}, "n")
     assert sql == tinybird_adapter.replace_tables(rendered, query.table_replacements(project, "ws"))

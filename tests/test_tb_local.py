@@ -15,14 +15,12 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from click.testing import CliRunner
 
-from tbkit.cli import main
 from tbkit.errors import TbCommandError
 from tbkit.remote import tb as tbcli
 
 from . import ROOT
-from .repo_copy import edit
+from .repo_copy import edit, invoke
 from .serving import ServerProcess, free_port
 
 pytestmark = pytest.mark.slow
@@ -133,7 +131,7 @@ def test_tbkit_deploy_streams_tb_output(local, repo):
 def test_deploy_without_tinybird_local_says_what_to_do(repo, monkeypatch):
     monkeypatch.chdir(repo)
     monkeypatch.setenv("TB_LOCAL_PORT", str(free_port()))
-    result = CliRunner().invoke(main, ["deploy", "--target", "local"])
+    result = invoke(["deploy", "--target", "local"])
     assert result.exit_code == 1
     assert "Tinybird Local is not running at http://localhost:" in result.output
     assert "tbkit serve --local-api" in result.output
@@ -143,11 +141,11 @@ def test_deploy_to_cloud_without_credentials_says_what_to_set(repo, monkeypatch)
     monkeypatch.chdir(repo)
     monkeypatch.delenv("TB_HOST", raising=False)
     monkeypatch.delenv("TB_TOKEN", raising=False)
-    result = CliRunner().invoke(main, ["deploy", "--target", "cloud"])
+    result = invoke(["deploy", "--target", "cloud"])
     assert result.exit_code == 1
     assert "TB_HOST and TB_TOKEN are not set" in result.output
     (repo / ".env.local").write_text("TB_HOST=https://api.example.invalid\n")
-    result = CliRunner().invoke(main, ["deploy", "--target", "cloud"])
+    result = invoke(["deploy", "--target", "cloud"])
     assert "TB_TOKEN is not set" in result.output
 
 

@@ -96,7 +96,7 @@ def test_explain_answers_the_sql_an_endpoint_call_runs(server):
     body = requests.get(url, params=params, headers=server.headers(), timeout=30).json()
     assert "lower(trimBoth(' CUST_001 '))" in body["debug_query"]
     assert "toDateTime('2025-07-01 12:00:00')" in body["debug_query"]
-    assert body["debug_query"] == server.service.main.workspace.endpoint_sql("customer_segment_lookup", params)
+    assert body["debug_query"] == server.service.main.reader.endpoint_sql("customer_segment_lookup", params)
     read_only = json.loads((server.data_dir / "tokens.json").read_text())["tokens"]["customer_api_read"]
     refused = requests.get(url, params=params, headers=server.headers(read_only), timeout=30)
     assert refused.status_code == 403 and "admin token" in refused.json()["error"]

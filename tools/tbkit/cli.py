@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from . import __version__
 from .errors import TbkitError
 from .project.layout import Layout
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 OK = click.style("✓", fg="green")
 FAIL = click.style("✗", fg="red")
@@ -24,6 +29,21 @@ MARKS = {
     "updated": click.style("↻", fg="yellow"),
     "created": click.style("+", fg="cyan"),
 }
+
+
+@dataclass
+class Shared:
+    """What the commands run in one process share: an embedded engine the caller already has open (chDB holds one
+    data directory per process, so a test driving the commands in-process passes its own as `obj`); without
+    one, each command opens a temporary engine."""
+
+    engine: Engine | None = None
+
+
+def shared_engine() -> Engine | None:
+    """The engine the caller passed in `Shared` (None: the command opens its own)."""
+    shared = click.get_current_context().find_object(Shared)
+    return shared.engine if shared else None
 
 
 class TbkitGroup(click.Group):
@@ -187,7 +207,13 @@ def watch_option(function):
 
         layout = Layout.at(kwargs["project_dir"], kwargs["fixtures_dir"])
         click.echo(f"» watching {layout.project_dir} and {layout.fixtures_dir}; Ctrl+C to stop", err=True)
-        watch_check(layout, on_result=lambda result: None, on_report=_print_run, rel_tol=kwargs["rel_tol"])
+        watch_check(
+            layout,
+            on_result=lambda result: None,
+            on_report=_print_run,
+            rel_tol=kwargs["rel_tol"],
+            engine=shared_engine(),
+        )
 
     return click.option(
         "--watch",
@@ -396,6 +422,7 @@ def check(
         on_result=None if as_json else _print_result,
         on_message=lambda message: click.echo(f"» {message}", err=True),
         options=options,
+        engine=shared_engine(),
     )
     if junit:
         write_junit(report, junit)
@@ -447,7 +474,8 @@ def audit(project_dir, fixtures_dir, target, token, limit, as_json):
     """
     from .checks.audit import run_audit
 
-    report = run_audit(Layout.at(project_dir, fixtures_dir), target=target, token=token, limit=limit)
+    layout = Layout.at(project_dir, fixtures_dir)
+    report = run_audit(layout, target=target, token=token, limit=limit, engine=shared_engine())
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
     else:
@@ -472,7 +500,7 @@ def seed(project_dir, fixtures_dir, data_dir, workspace, datasource, files):
       tbkit seed
       tbkit seed --datasource customer_events big_export.ndjson
     """
-    from .project.fixtures import seed_workspace
+    from .engine.seeding import seed_workspace
 
     layout = Layout.at(project_dir, fixtures_dir)
     results = seed_workspace(layout, data_dir, workspace, list(files), datasource, progress=_progress_bar)
@@ -502,7 +530,7 @@ def export_tests(project_dir, fixtures_dir):
     """
     from .checks.export import export
 
-    for path in export(Layout.at(project_dir, fixtures_dir)):
+    for path in export(Layout.at(project_dir, fixtures_dir), engine=shared_engine()):
         click.echo(f"{OK} wrote {path}")
 
 
@@ -869,7 +897,7 @@ def diff(base, project_dir, fixtures_dir, markdown_path, allow_breaking):
     """
     from .checks.diff import diff as run
 
-    report = run(None, project_dir, fixtures_dir, base)
+    report = run(None, project_dir, fixtures_dir, base, engine=shared_engine())
     click.echo(report.text(), nl=False)
     if markdown_path:
         markdown_path.write_text(report.markdown(), encoding="utf-8")

@@ -27,9 +27,10 @@ import requests
 
 from .. import __version__
 from ..checks import golden
-from ..engine.workspace import Engine, Workspace
+from ..engine import Engine
 from ..errors import TbkitError
 from ..project.datafiles import Project, load_project
+from ..query import Reader
 from ..server.process import ServeProcess
 from . import datagen, workload
 from .workload import ENDPOINTS, PER_CUSTOMER, Parameters
@@ -156,9 +157,9 @@ def _series(
     return summary(seconds, rows_read), answers
 
 
-def _in_process(ws: Workspace, endpoint: str) -> Callable[[dict[str, str]], tuple[Any, int]]:
+def _in_process(reader: Reader, endpoint: str) -> Callable[[dict[str, str]], tuple[Any, int]]:
     def call(params: dict[str, str]) -> tuple[Any, int]:
-        response = ws.endpoint(endpoint, params)
+        response = reader.endpoint(endpoint, params)
         return response, response["statistics"]["rows_read"]
 
     return call
@@ -273,11 +274,12 @@ class Bench:
         try:
             ws = engine.workspace("main", self.project)
             ws.build()
+            reader = Reader(ws)
             log("bulk appends")
             ingestion = {"bulk": workload.load(ws, folder, report)}
             fresh = {}
             for endpoint in ENDPOINTS:
-                fresh[endpoint], _ = _series(_in_process(ws, endpoint), self.params[endpoint]["default"][:50])
+                fresh[endpoint], _ = _series(_in_process(reader, endpoint), self.params[endpoint]["default"][:50])
             log("merging parts (steady state)")
             started = time.perf_counter()
             workload.settle(ws)
@@ -288,7 +290,7 @@ class Bench:
                 latency[endpoint] = {"fresh_default": fresh[endpoint]}
                 self.answers[endpoint] = {}
                 for series in ("default", "varied"):
-                    figures, answers = _series(_in_process(ws, endpoint), self.params[endpoint][series])
+                    figures, answers = _series(_in_process(reader, endpoint), self.params[endpoint][series])
                     latency[endpoint][series] = figures
                     self.answers[endpoint][series] = answers
             self.result["embedded"] = latency

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..engine.workspace import Workspace
+from ..engine import Workspace
 from ..errors import TbkitError
 from . import datagen
 

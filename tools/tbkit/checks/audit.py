@@ -8,7 +8,7 @@ that, grouped by the target's sorting key, with the target itself read the same 
 a relative tolerance, since sums are added up in another order.
 
 The SQL is one Query API query per target (tables unqualified), so it runs on the embedded engine
-(`Workspace.sql`) and on any Tinybird API (`/v0/sql`) alike.
+(`Reader.sql`) and on any Tinybird API (`/v0/sql`) alike.
 """
 
 from __future__ import annotations
@@ -19,10 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..engine import ddl
+from ..engine import Engine, ddl
 from ..engine.ingest import identifier
 from ..errors import ProjectError
-from ..project.datafiles import Datasource, Pipe, Project
+from ..project.datafiles import Datasource, Pipe, Project, load_project
+from ..project.layout import Layout
+from ..query import Reader
+from . import targets
 
 REL_TOL = 1e-9
 _SIMPLE = re.compile(r"^SimpleAggregateFunction\(\s*(\w+)\s*,\s*(.+)\)$", re.S)
@@ -238,29 +241,24 @@ def audit_with(run: RunSql, project: Project, limit: int = 10) -> AuditReport:
     return AuditReport([audit_target(run, project, t, pipes, limit) for t, pipes in feeders(project).items()])
 
 
-def audit(workspace: Any, limit: int = 10) -> AuditReport:
+def audit(reader: Reader, limit: int = 10) -> AuditReport:
     """Audit every materialized datasource of an embedded workspace."""
-    return audit_with(lambda sql: json.loads(workspace.sql(sql)), workspace.project, limit)
+    return audit_with(lambda sql: json.loads(reader.sql(sql)), reader.project, limit)
 
 
-def audit_client(client: Any, project: Project, limit: int = 10) -> AuditReport:
-    """Audit every materialized datasource of a Tinybird API workspace, through its Query API."""
-    return audit_with(client.sql, project, limit)
-
-
-def run_audit(layout: Any, target: str = "embedded", token: str | None = None, limit: int = 10) -> AuditReport:
-    """Audit a fresh embedded workspace seeded with the fixtures, or the data of a Tinybird API as it is: `local`
-    (Tinybird Local), `cloud` (TB_HOST/TB_TOKEN) or a URL, as `tbkit check --target` names them."""
-    from ..project.datafiles import load_project
-    from . import targets
-
+def run_audit(
+    layout: Layout, target: str = "embedded", token: str | None = None, limit: int = 10, engine: Engine | None = None
+) -> AuditReport:
+    """Audit a fresh embedded workspace seeded with the fixtures (in `engine`, else a temporary one), or the data of
+    a Tinybird API as it is: `local` (Tinybird Local), `cloud` (TB_HOST/TB_TOKEN) or a URL, as `tbkit check
+    --target` names them."""
     project = load_project(layout.project_dir)
-    if target == "embedded":
-        embedded = targets.EmbeddedTarget(project)
+    if target != "embedded":
+        return audit_with(targets.remote_as_it_is(target, project, layout, token).sql, project, limit)
+    with Engine.or_temporary(engine) as engine:
+        embedded = targets.EmbeddedTarget(project, engine)
         try:
             embedded.prepare(layout.fixtures_dir)
-            return audit(embedded.workspace, limit)
+            return audit_with(embedded.sql, project, limit)
         finally:
             embedded.close()
-    remote = targets.remote_as_it_is(target, project, layout, token)
-    return audit_client(remote.client, project, limit)

@@ -26,10 +26,11 @@ from typing import Any
 import yaml
 
 from ..bench import datagen, workload
-from ..engine.workspace import Engine
+from ..engine import Engine
 from ..errors import ProjectError, TbkitError
 from ..project.datafiles import Project
 from ..project.layout import Layout
+from ..query import Reader
 from .golden import Case
 
 FILE_NAME = "budgets.yaml"  # in the fixtures folder
@@ -271,7 +272,7 @@ def judge(result: EndpointBudget, scale: str, threshold: float) -> None:
 
 
 def measure(
-    workspace: Any, endpoints: list[str], cases: list[Case], customers: int, seed: int, calls: int
+    reader: Reader, endpoints: list[str], cases: list[Case], customers: int, seed: int, calls: int
 ) -> dict[str, list[Call]]:
     """Call every endpoint with its cases' parameters, `calls` default and `calls` varied ones; what each read.
 
@@ -288,7 +289,7 @@ def measure(
         measured[endpoint] = []
         for name, params in series:
             try:
-                _, rows, size = workspace.call_endpoint(endpoint, params)
+                _, rows, size = reader.call_endpoint(endpoint, params)
             except TbkitError as e:
                 if e.status == 400:
                     continue
@@ -348,7 +349,7 @@ def run(
         loaded = workload.load(workspace, folder, generated)
         workload.settle(workspace)
         report.data = {name: loaded[name]["successful_rows"] for name in datagen.DATASOURCES}
-        measured = measure(workspace, names, cases, generated["customers"], seed, budget_file.calls)
+        measured = measure(Reader(workspace), names, cases, generated["customers"], seed, budget_file.calls)
     finally:
         workspace.drop()
     recorded = {} if baseline else load_baseline(baseline_path).get(scale, {})

@@ -12,8 +12,8 @@ from . import golden
 from .golden import Case, Response
 
 
-class Target(Protocol):
-    """Anything that answers a case with a response."""
+class Answers(Protocol):
+    """Anything that answers a case with a response (a `targets.Target`, or the dev loop's current build)."""
 
     name: str
 
@@ -47,7 +47,7 @@ class CaseResult:
         }
 
 
-def run_case(case: Case, target: Target, golden_dir: Path, update: bool, rel_tol: float) -> CaseResult:
+def run_case(case: Case, target: Answers, golden_dir: Path, update: bool, rel_tol: float) -> CaseResult:
     """Fetch one case and compare it with (or write) its golden file."""
     started = time.perf_counter()
     actual = target.fetch(case)
@@ -89,7 +89,7 @@ class CaseRun:
 
 def run_check(
     cases: list[Case],
-    target: Target,
+    target: Answers,
     golden_dir: Path,
     update: bool = False,
     rel_tol: float = golden.DEFAULT_REL_TOL,

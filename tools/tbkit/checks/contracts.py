@@ -9,7 +9,7 @@ break them; a new optional parameter, a new column, a changed default or descrip
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,8 @@ from ..errors import TbkitError
 from ..project.datafiles import Project
 from ..project.layout import Layout
 
+# An endpoint's (name, type) columns: from the engine (`Reader.endpoint_columns`) or from the answers seen.
+Columns = Callable[[str], list[tuple[str, str]] | None]
 HEADER = "# Written by `tbkit check --update` from the project; review its diff like code.\n"
 
 
@@ -92,8 +94,8 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def derive(project: Project, workspace, endpoints: Iterable[str] | None = None) -> dict[str, Contract]:
-    """The contract of every endpoint (or of `endpoints`), with columns from a built `workspace`."""
+def derive(project: Project, columns: Columns, endpoints: Iterable[str] | None = None) -> dict[str, Contract]:
+    """The contract of every endpoint (or of `endpoints`), with each endpoint's columns from `columns`."""
     names = sorted(project.endpoints) if endpoints is None else sorted(endpoints)
     contracts = {}
     for name in names:
@@ -102,8 +104,8 @@ def derive(project: Project, workspace, endpoints: Iterable[str] | None = None) 
             Param(p.name, p.type, p.required, _plain(p.default), p.description.strip())
             for p in sorted(pipe.parameters.values(), key=lambda p: p.name)
         )
-        columns = tuple((column, type_) for column, type_ in workspace.endpoint_columns(name))
-        contracts[name] = Contract(name, params, columns)
+        answered = tuple((column, type_) for column, type_ in columns(name) or ())
+        contracts[name] = Contract(name, params, answered)
     return contracts
 
 
@@ -229,7 +231,7 @@ class ContractCheck:
 def check(
     layout: Layout,
     project: Project,
-    workspace,
+    columns: Columns,
     endpoints: Iterable[str] | None = None,
     update: bool = False,
     accept_breaking: bool = False,
@@ -239,7 +241,7 @@ def check(
     An endpoint's changes are accepted together: with `update` when none breaks consumers, or with
     `accept_breaking` as well. `endpoints` limits the check to those endpoints (removed ones are not sought).
     """
-    current = derive(project, workspace, endpoints)
+    current = derive(project, columns, endpoints)
     stored = load(layout)
     if endpoints is not None:
         stored = {name: c for name, c in stored.items() if name in current}

@@ -18,8 +18,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..engine import Engine
 from ..errors import TbkitError
 from ..project.datafiles import Datasource, Pipe, Project, load_project
+from ..query import Reader
 from . import contracts
 from .contracts import Change
 
@@ -273,11 +275,11 @@ def _load(side: str, folder: Path, shown_as: str) -> Project:
         raise TbkitError(f"{side}: {message}") from None
 
 
-def _derive(engine, side: str, name: str, project: Project, shown_as: str) -> dict[str, contracts.Contract]:
+def _derive(engine: Engine, side: str, name: str, project: Project, shown_as: str) -> dict[str, contracts.Contract]:
     workspace = engine.workspace(name, project)
     try:
         workspace.build()
-        return contracts.derive(project, workspace)
+        return contracts.derive(project, Reader(workspace).endpoint_columns)
     except TbkitError as e:
         message = str(e).replace(str(project.root), shown_as)
         raise TbkitError(f"{side}: {message}") from None
@@ -285,14 +287,19 @@ def _derive(engine, side: str, name: str, project: Project, shown_as: str) -> di
         workspace.drop()
 
 
-def diff(repo: str | Path | None, project_dir: str | Path, fixtures_dir: str | Path, base: str) -> DiffReport:
+def diff(
+    repo: str | Path | None,
+    project_dir: str | Path,
+    fixtures_dir: str | Path,
+    base: str,
+    engine: Engine | None = None,
+) -> DiffReport:
     """Compare the project (and golden files) at git revision `base` with the working tree.
 
     `repo` is the repository's top folder (None: found from `project_dir`). Raises TbkitError on an unknown
-    revision and on a datafile that does not load or build, naming the side (base or working tree) and file.
+    revision and on a datafile that does not load or build, naming the side (base or working tree) and file. Both
+    sides are built in `engine` (a temporary one when None).
     """
-    from ..engine.workspace import Engine
-
     project_dir, fixtures_dir = Path(project_dir), Path(fixtures_dir)
     repo = Path(repo).resolve() if repo else repo_root(project_dir.resolve() if project_dir.is_dir() else Path.cwd())
     if _git(repo, "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}").returncode != 0:
@@ -302,12 +309,9 @@ def diff(repo: str | Path | None, project_dir: str | Path, fixtures_dir: str | P
     with tempfile.TemporaryDirectory(prefix="tbkit-diff-") as tmp:
         _extract(repo, base, [project_rel, fixtures_rel], Path(tmp))
         old = _load(f"base {base}", Path(tmp) / project_rel, f"{base}:{project_rel}")
-        engine = Engine.open(None)
-        try:
+        with Engine.or_temporary(engine) as engine:
             old_contracts = _derive(engine, f"base {base}", f"diff_base_{os.getpid()}", old, f"{base}:{project_rel}")
             new_contracts = _derive(engine, "working tree", f"diff_head_{os.getpid()}", head, project_rel)
-        finally:
-            engine.close()
     report = DiffReport(base)
     report.endpoints_added = sorted(set(new_contracts) - set(old_contracts))
     report.endpoints_removed = sorted(set(old_contracts) - set(new_contracts))

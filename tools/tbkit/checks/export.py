@@ -1,4 +1,4 @@
-"""Write `tb test` files (`tinybird/tests/<endpoint>.yaml`) from the golden cases.
+"""`tbkit export-tests`: the golden cases as `tb test` files (`tinybird/tests/<endpoint>.yaml`).
 
 `tb test run` requests `/v0/pipes/<endpoint>.ndjson?<parameters>` and compares the body's text exactly
 with `expected_result`; for a status of 400 or more it compares the JSON `error` field and the
@@ -10,67 +10,48 @@ from __future__ import annotations
 import urllib.parse
 from pathlib import Path
 
-import yaml
-
-from ..engine.workspace import Workspace
+from ..engine import Engine
 from ..errors import TbkitError
 from ..project.datafiles import load_project
 from ..project.layout import Layout
+from ..query import Reader
+from ..remote import testfiles
 from . import golden
 from .golden import Case
 from .targets import EmbeddedTarget
 
 
-class _LiteralDumper(yaml.SafeDumper):
-    """Multi-line strings as `|` blocks, as `tb test create` writes them."""
-
-
-def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in data else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
-
-
-_LiteralDumper.add_representer(str, _represent_str)
-
-
-def test_entry(case: Case, workspace: Workspace) -> dict:
-    """One `tb test` entry for a case, with the NDJSON (or error) the workspace answers."""
-    entry: dict = {
-        "name": case.name,
-        "description": case.description or f"tbkit case {case.id}",
-        "parameters": urllib.parse.urlencode(case.params),
-    }
+def tb_test(case: Case, reader: Reader) -> testfiles.TbTest:
+    """A case as a `tb test`, with the NDJSON (or error) the workspace answers."""
+    description = case.description or f"tbkit case {case.id}"
+    parameters = urllib.parse.urlencode(case.params)
     try:
-        entry["expected_result"] = workspace.query_endpoint(case.endpoint, case.params, "ndjson").decode()
+        answer = reader.query_endpoint(case.endpoint, case.params, "ndjson").decode()
     except TbkitError as e:
-        entry["expected_result"] = str(e)
-        entry["expected_http_status"] = e.status
-    return entry
+        return testfiles.TbTest(case.name, description, parameters, str(e), e.status)
+    return testfiles.TbTest(case.name, description, parameters, answer)
 
 
-def export_tests(cases: list[Case], workspace: Workspace, tests_dir: Path) -> list[Path]:
-    """Write one YAML file per endpoint; return the files written."""
+def export_tests(cases: list[Case], reader: Reader, tests_dir: Path) -> list[Path]:
+    """Write one `tb test` file per endpoint; return the files written."""
     by_endpoint: dict[str, list[Case]] = {}
     for case in cases:
         by_endpoint.setdefault(case.endpoint, []).append(case)
-    tests_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for endpoint, endpoint_cases in sorted(by_endpoint.items()):
-        entries = [test_entry(case, workspace) for case in endpoint_cases]
-        text = yaml.dump(entries, Dumper=_LiteralDumper, sort_keys=False, allow_unicode=True, width=1000)
-        path = tests_dir / f"{endpoint}.yaml"
-        path.write_text(text.replace("\n- name:", "\n\n- name:"), encoding="utf-8")
-        written.append(path)
-    return written
+    return [
+        testfiles.write(tests_dir, endpoint, [tb_test(case, reader) for case in endpoint_cases])
+        for endpoint, endpoint_cases in sorted(by_endpoint.items())
+    ]
 
 
-def export(layout: Layout) -> list[Path]:
-    """Build and seed a fresh embedded workspace, then write the `tb test` files of every case."""
+def export(layout: Layout, engine: Engine | None = None) -> list[Path]:
+    """Build and seed a fresh embedded workspace (in `engine`, else a temporary one), then write the `tb test`
+    files of every case."""
     project = load_project(layout.project_dir)
     cases = golden.load_cases(layout.cases_dir, project)
-    target = EmbeddedTarget(project)
-    try:
-        target.prepare(layout.fixtures_dir)
-        return export_tests(cases, target.workspace, layout.tests_dir)
-    finally:
-        target.close()
+    with Engine.or_temporary(engine) as engine:
+        target = EmbeddedTarget(project, engine)
+        try:
+            target.prepare(layout.fixtures_dir)
+            return export_tests(cases, target.reader, layout.tests_dir)
+        finally:
+            target.close()

@@ -8,19 +8,20 @@ which order.
 
 from __future__ import annotations
 
-import json
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..engine import Engine
 from ..errors import ParameterError
 from ..project.datafiles import load_project
 from ..project.layout import Layout
 from . import assertions, audit, budgets, contracts, coverage, golden, targets
-from .cases import CaseResult, Target, run_check
+from .cases import CaseResult, run_check
 from .report import CheckReport, github_annotations, write_junit
 
-__all__ = ["CaseResult", "CheckReport", "Options", "Target", "check", "github_annotations", "write_junit"]
+__all__ = ["CaseResult", "CheckReport", "Options", "check", "github_annotations", "write_junit"]
 
 
 @dataclass(frozen=True)
@@ -33,32 +34,6 @@ class Options:
     baseline: bool = False
     threshold: float | None = None
     budgets_work_dir: Path = budgets.WORK_DIR
-
-
-class ObservedColumns(dict):
-    """The columns each endpoint answered with over HTTP (from its first case that answered 200), in the shape
-    `contracts.derive` asks a workspace for them. An endpoint with no such case is not compared."""
-
-    @classmethod
-    def from_results(cls, results: list[CaseResult]) -> ObservedColumns:
-        """The columns of the first 200 answer of each endpoint among `results`."""
-        found = cls()
-        for result in results:
-            if result.columns is not None:
-                found.setdefault(result.case.endpoint, result.columns)
-        return found
-
-    def endpoint_columns(self, name: str) -> list[tuple[str, str]]:
-        """The (name, type) of every column endpoint `name` answered with."""
-        return self[name]
-
-
-def _run_sql(runner) -> assertions.RunSql:
-    """Query API SQL on the target: the embedded workspace, or `/v0/sql` over HTTP."""
-    if isinstance(runner, targets.EmbeddedTarget):
-        workspace = runner.workspace
-        return lambda sql: json.loads(workspace.sql(sql))
-    return runner.client.sql
 
 
 def check(
@@ -74,6 +49,7 @@ def check(
     on_result: Callable[[CaseResult], None] | None = None,
     on_message: Callable[[str], object] = lambda message: None,
     options: Options = Options(),
+    engine: Engine | None = None,
 ) -> CheckReport:
     """Load the project and cases, prepare the target (build and seed), and run the selected cases, then:
 
@@ -86,6 +62,8 @@ def check(
       failing below `options.min_coverage` percent;
     - with `options.audit`: every materialized datasource of the target against its sources;
     - with `options.budgets_scale` (embedded target): rows and bytes read on generated data of that scale.
+
+    The embedded target is a workspace of `engine` (a temporary engine when None).
     """
     project = load_project(layout.project_dir)
     all_cases = golden.load_cases(layout.cases_dir, project)
@@ -94,25 +72,27 @@ def check(
     selected = sorted({c.endpoint for c in cases}) if narrowed else None
     if options.budgets_scale and target != "embedded":
         raise ParameterError("--budgets runs on the embedded target only: it loads generated data into a workspace")
-    runner = targets.open_target(target, project, layout, token=token, seed=seed, on_message=on_message)
-    try:
+    with contextlib.ExitStack() as stack:
+        if target == "embedded":
+            engine = stack.enter_context(Engine.or_temporary(engine))
+        runner = targets.open_target(target, project, layout, engine, token=token, seed=seed, on_message=on_message)
+        stack.callback(runner.close)
         run = run_check(cases, runner, layout.golden_dir, update, rel_tol, on_result)
         report = CheckReport(target=run.target, results=run.results, seconds=run.seconds)
-        if isinstance(runner, targets.EmbeddedTarget):
-            report.contracts = contracts.check(layout, project, runner.workspace, selected, update, accept_breaking)
-        else:
-            answered = ObservedColumns.from_results(report.results)
-            endpoints = sorted(set(answered) & set(selected or project.endpoints))
-            report.contracts = contracts.check(layout, project, answered, endpoints)
-        if not narrowed:
-            report.assertions = assertions.run(
-                assertions.load(layout.fixtures_dir / assertions.FILE_NAME), _run_sql(runner)
+        if runner.derives_columns:
+            report.contracts = contracts.check(
+                layout, project, runner.endpoint_columns, selected, update, accept_breaking
             )
+        else:  # over HTTP: the columns its cases answered with, compared only
+            known = [e for e in selected or sorted(project.endpoints) if runner.endpoint_columns(e) is not None]
+            report.contracts = contracts.check(layout, project, runner.endpoint_columns, known)
+        if not narrowed:
+            report.assertions = assertions.run(assertions.load(layout.fixtures_dir / assertions.FILE_NAME), runner.sql)
         if not case:
             report.coverage = coverage.coverage(project, all_cases, selected, options.min_coverage)
         if options.audit:
-            report.audit = audit.audit_with(_run_sql(runner), project)
-        if options.budgets_scale:
+            report.audit = audit.audit_with(runner.sql, project)
+        if options.budgets_scale and runner.engine is not None:
             report.budgets = budgets.run(
                 layout,
                 project,
@@ -126,5 +106,3 @@ def check(
                 log=on_message,
             )
         return report
-    finally:
-        runner.close()

@@ -1,44 +1,78 @@
-"""Where golden cases run: the embedded engine, or any Tinybird-compatible HTTP API.
+"""Where checks run: the embedded engine, or any Tinybird-compatible HTTP API, behind one protocol.
 
-A target answers `fetch(case)` with a `Response`. The embedded target builds the project into a fresh
-temporary workspace and seeds the fixtures first, so every run starts from the same data.
+A `Target` answers what the checks ask of a workspace: a case's response (`fetch`), a Query API query (`sql`), and
+an endpoint's columns (`endpoint_columns`). The embedded target builds the project into a fresh workspace of an
+engine and seeds the fixtures first, so every run starts from the same data; an HTTP target calls the API as it
+is (`tbkit serve`, Tinybird Local or Cloud), after seeding it only when asked.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Protocol
 
-from ..engine.workspace import AppendResult, Engine, Workspace
+from ..engine import AppendResult, Engine, Workspace
 from ..errors import ParameterError, TbkitError
 from ..project import fixtures
 from ..project.datafiles import Project
 from ..project.layout import Layout
-from ..remote import tb as tbcli
+from ..query import Reader
+from ..remote import tb
 from ..remote.client import AppendTotals, TinybirdClient
 from .golden import Case, Response
 
 
-def answer(workspace: Workspace, case: Case) -> Response:
+class Target(Protocol):
+    """What the checks need of a workspace, wherever it runs."""
+
+    name: str
+    # The engine holding the workspace (budgets load generated data beside it); None over HTTP.
+    engine: Engine | None
+    # True when `endpoint_columns` is derived from the project (the embedded engine); False when it is learnt from
+    # the answers seen, which may be compared with the contracts but not written to them.
+    derives_columns: bool
+
+    def fetch(self, case: Case) -> Response:
+        """A case's response: its JSON answer, or the error as the API answers it."""
+        ...
+
+    def sql(self, query: str) -> dict[str, Any]:
+        """A Query API query's JSON answer (`meta`, `data`, ...)."""
+        ...
+
+    def endpoint_columns(self, endpoint: str) -> list[tuple[str, str]] | None:
+        """The (name, type) of every column the endpoint answers with; None when not known."""
+        ...
+
+    def close(self) -> None:
+        """Release what the target holds."""
+        ...
+
+
+def answer(reader: Reader, case: Case) -> Response:
     """A case's request run on an embedded workspace: its JSON answer, or the error as the API answers it."""
     try:
-        return Response.from_json(200, workspace.endpoint(case.endpoint, case.params))
+        return Response.from_json(200, reader.endpoint(case.endpoint, case.params))
     except TbkitError as e:
         return Response.from_json(e.status, {"error": str(e)})
 
 
 class EmbeddedTarget:
-    """The project built in-process on chDB, in a workspace of its own, seeded with the fixtures."""
+    """The project built in-process on chDB, in a workspace of its own in `engine`, seeded with the fixtures."""
 
     name = "embedded"
+    derives_columns = True
 
-    def __init__(self, project: Project, workspace: str | None = None):
+    def __init__(self, project: Project, engine: Engine, workspace: str | None = None):
         self.project = project
-        self.engine = Engine.open(None)
-        self.workspace: Workspace = self.engine.workspace(workspace or f"check_{uuid.uuid4().hex[:12]}", project)
+        self.engine: Engine | None = engine
+        self.workspace: Workspace = engine.workspace(workspace or f"check_{uuid.uuid4().hex[:12]}", project)
+        self.reader = Reader(self.workspace)
 
     def prepare(self, fixtures_dir: Path) -> list[AppendResult]:
         """Build the workspace from scratch and append every fixture."""
@@ -49,18 +83,26 @@ class EmbeddedTarget:
 
     def fetch(self, case: Case) -> Response:
         """Run a case's request on the workspace."""
-        return answer(self.workspace, case)
+        return answer(self.reader, case)
+
+    def sql(self, query: str) -> dict[str, Any]:
+        """Run a Query API query on the workspace."""
+        return json.loads(self.reader.sql(query))
+
+    def endpoint_columns(self, endpoint: str) -> list[tuple[str, str]]:
+        """The endpoint's columns, from the engine, without running it."""
+        return self.reader.endpoint_columns(endpoint)
 
     def close(self) -> None:
-        """Drop the workspace and release the engine."""
-        try:
-            self.workspace.drop()
-        finally:
-            self.engine.close()
+        """Drop the workspace (the engine is the caller's)."""
+        self.workspace.drop()
 
 
 class HttpTarget:
     """A Tinybird API over HTTP (`tbkit serve`, Tinybird Local or Cloud), through `TinybirdClient`."""
+
+    engine: Engine | None = None
+    derives_columns = False
 
     def __init__(self, url: str, token: str | None, project: Project, settle_seconds: float = 60.0):
         if not token:
@@ -69,6 +111,7 @@ class HttpTarget:
         self.project = project
         self.client = TinybirdClient(url, token)
         self.settle_seconds = settle_seconds
+        self._columns: dict[str, list[tuple[str, str]]] = {}  # from each endpoint's first 200 answer
 
     def prepare(self, fixtures_dir: Path) -> list[AppendTotals]:
         """Empty every datasource, append the fixtures through the Events API and wait until all are stored."""
@@ -91,9 +134,20 @@ class HttpTarget:
             time.sleep(0.2)
 
     def fetch(self, case: Case) -> Response:
-        """Call the case's endpoint over HTTP."""
+        """Call the case's endpoint over HTTP; a 200 answer's columns are kept (`endpoint_columns`)."""
         status, body = self.client.query_pipe(case.endpoint, case.params)
-        return Response.from_json(status, body if isinstance(body, dict) else {"error": str(body)})
+        response = Response.from_json(status, body if isinstance(body, dict) else {"error": str(body)})
+        if status == 200:
+            self._columns.setdefault(case.endpoint, [(m["name"], m["type"]) for m in response.meta])
+        return response
+
+    def sql(self, query: str) -> dict[str, Any]:
+        """Run a query through `/v0/sql`."""
+        return self.client.sql(query)
+
+    def endpoint_columns(self, endpoint: str) -> list[tuple[str, str]] | None:
+        """The columns the endpoint answered its first successful case with (None before one)."""
+        return self._columns.get(endpoint)
 
     def close(self) -> None:
         """Nothing to release: the data stays on the server."""
@@ -101,11 +155,11 @@ class HttpTarget:
 
 def _open_local(project: Project, layout: Layout, on_message: Callable[[str], object]) -> HttpTarget:
     """Deploy to Tinybird Local with `tb`, then start its workspace from the fixtures alone."""
-    address = tbcli.local_address({**tbcli.read_env_files(Path("."), layout.project_dir), **os.environ})
+    address = tb.local_address({**tb.read_env_files(Path("."), layout.project_dir), **os.environ})
     on_message(f"deploying {layout.project_dir} to Tinybird Local at {address} with tb --local deploy")
     output: list[str] = []
-    tbcli.deploy("local", layout.project_dir, on_output=output.append)
-    remote = HttpTarget(address, tbcli.local_workspace_token(layout.project_dir, address), project)
+    tb.deploy("local", layout.project_dir, on_output=output.append)
+    remote = HttpTarget(address, tb.local_workspace_token(layout.project_dir, address), project)
     remote.name = f"local ({address})"
     remote.prepare(layout.fixtures_dir)
     return remote
@@ -113,7 +167,7 @@ def _open_local(project: Project, layout: Layout, on_message: Callable[[str], ob
 
 def _open_cloud(project: Project, layout: Layout, seed: bool, on_message: Callable[[str], object]) -> HttpTarget:
     """A deployed Tinybird Cloud workspace; its data is only replaced by the fixtures when asked."""
-    host, token = tbcli.cloud_credentials(layout.project_dir)
+    host, token = tb.cloud_credentials(layout.project_dir)
     remote = HttpTarget(host, token, project)
     remote.name = f"cloud ({host})"
     if seed:
@@ -131,12 +185,12 @@ def remote_as_it_is(spec: str, project: Project, layout: Layout, token: str | No
     """A Tinybird API to read as it is (no deploy, no seeding): `local` (Tinybird Local, its workspace token
     for this project unless `token`), `cloud` (TB_HOST/TB_TOKEN) or a URL with `token`."""
     if spec == "local":
-        address = tbcli.local_address({**tbcli.read_env_files(Path("."), layout.project_dir), **os.environ})
-        remote = HttpTarget(address, token or tbcli.local_workspace_token(layout.project_dir, address), project)
+        address = tb.local_address({**tb.read_env_files(Path("."), layout.project_dir), **os.environ})
+        remote = HttpTarget(address, token or tb.local_workspace_token(layout.project_dir, address), project)
         remote.name = f"local ({address})"
         return remote
     if spec == "cloud":
-        host, cloud_token = tbcli.cloud_credentials(layout.project_dir)
+        host, cloud_token = tb.cloud_credentials(layout.project_dir)
         remote = HttpTarget(host, token or cloud_token, project)
         remote.name = f"cloud ({host})"
         return remote
@@ -149,17 +203,21 @@ def open_target(
     spec: str,
     project: Project,
     layout: Layout,
+    engine: Engine | None = None,
     token: str | None = None,
     seed: bool = False,
     on_message: Callable[[str], object] = lambda message: None,
-):
-    """A ready target: `embedded`, `local` (Tinybird Local), `cloud` (TB_HOST/TB_TOKEN) or a URL."""
+) -> Target:
+    """A ready target: `embedded` (a workspace of `engine`, which the embedded target needs), `local` (Tinybird
+    Local), `cloud` (TB_HOST/TB_TOKEN) or a URL."""
     if spec == "local":
         return _open_local(project, layout, on_message)
     if spec == "cloud":
         return _open_cloud(project, layout, seed, on_message)
     if spec == "embedded":
-        target = EmbeddedTarget(project)
+        if engine is None:
+            raise TbkitError("the embedded target needs an engine: open one (Engine.open) and pass it")
+        target = EmbeddedTarget(project, engine)
         try:
             target.prepare(layout.fixtures_dir)
         except BaseException:

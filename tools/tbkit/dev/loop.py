@@ -18,6 +18,7 @@ import os
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,12 +28,13 @@ from typing import Any
 from ..checks import golden, targets
 from ..checks.cases import CaseResult, run_case
 from ..checks.golden import Case, Response
-from ..engine import ddl
-from ..engine.workspace import Blocks, Engine, Workspace
+from ..engine import Engine, Workspace, ddl, parts
+from ..engine.parts import Blocks
 from ..errors import ProjectError, TbkitError
 from ..project import fixtures
 from ..project.datafiles import Datasource, Project, load_project
 from ..project.layout import Layout
+from ..query import Reader
 from ..server import ServerConfig, Service
 from ..server import app as server
 from ..server.workspaces.registry import Tenant, datafile_texts, seed_deployment
@@ -269,7 +271,7 @@ class _WorkspaceTarget:
         self.loop = loop
 
     def fetch(self, case: Case) -> Response:
-        return targets.answer(self.loop.workspace, case)
+        return targets.answer(self.loop.reader, case)
 
 
 def _build_error(error: TbkitError, root: Path) -> dict[str, Any]:
@@ -316,11 +318,19 @@ class DevLoop:
         self._replaced: tuple[Workspace, dict[str, set[Blocks]]] | None = None
         self._broken = False  # the last run ended in a build error
         self._target = _WorkspaceTarget(self)
+        self._reader: Reader | None = None
 
     @property
     def project(self) -> Project:
         """The project of the last good build."""
         return self.workspace.project
+
+    @property
+    def reader(self) -> Reader:
+        """Endpoint calls on the current build (a reader of its own, made again when the build changes)."""
+        if self._reader is None or self._reader.workspace is not self.workspace:
+            self._reader = Reader(self.workspace)
+        return self._reader
 
     def seed_if_empty(self) -> bool:
         """Append every fixture when no landing datasource holds a row (a fresh data directory); True if it did."""
@@ -405,14 +415,14 @@ class DevLoop:
                 for datasource in project.datasources:
                     if datasource not in steps.rebuilt:
                         track = datasource in project.landing_datasources
-                        copied |= workspace.attach_rows(self.workspace, datasource, track=track)
+                        copied |= parts.attach_rows(workspace, self.workspace, datasource, track=track)
                 for source in sorted(steps.sources):
                     workspace.rebuild_downstream(source)
                 files = fixtures.fixture_files(project, self.layout.fixtures_dir)
                 fixtures.seed(workspace.append, [f for f in files if f.datasource in steps.reloaded])
             except BaseException:
                 workspace.drop()
-                self.workspace.resume_merges(copied)  # the served build goes on as it was
+                parts.resume_merges(self.workspace, copied)  # the served build goes on as it was
                 raise
             self._replaced = (self.workspace, copied)
         self.workspace = workspace
@@ -429,8 +439,8 @@ class DevLoop:
         if self._replaced is None:
             return
         replaced, copied = self._replaced
-        for table, parts in copied.items():
-            parts |= self.workspace.copy_parts(replaced, table, parts)
+        for table, copied_parts in copied.items():
+            copied_parts |= parts.copy_parts(self.workspace, replaced, table, copied_parts)
 
     def _run(
         self, report: RunReport, cases: list[Case], started: float, first_event_at: float | None = None
@@ -538,22 +548,25 @@ def watch_check(
     on_report: Callable[[RunReport], None],
     rel_tol: float = golden.DEFAULT_REL_TOL,
     until: threading.Event | None = None,
+    engine: Engine | None = None,
 ) -> None:
-    """`tbkit check --watch`: the loop on a fresh embedded workspace seeded with the fixtures, with no server;
-    runs every case, then reruns the affected ones on each change until Ctrl+C (or `until` is set)."""
+    """`tbkit check --watch`: the loop on a fresh embedded workspace seeded with the fixtures (in `engine`, else a
+    temporary one), with no server; runs every case, then reruns the affected ones on each change until Ctrl+C (or
+    `until` is set)."""
     project = load_project(layout.project_dir)
-    engine = Engine.open(None)
-    try:
-        workspace = engine.workspace("dev_check", project)
+    with Engine.or_temporary(engine) as engine:
+        workspace = engine.workspace(f"dev_check_{uuid.uuid4().hex[:8]}", project)
         workspace.build()
         loop = DevLoop(layout, workspace, on_result=on_result, on_report=on_report, rel_tol=rel_tol)
-        loop.seed_if_empty()
-        watcher = Watcher([layout.project_dir, layout.fixtures_dir], loop.on_batch, on_start=loop.run_all)
         stop = until or threading.Event()
-        with watcher, _stopped_by_signals(stop):  # the watcher stops after the run in progress
-            stop.wait()
-    finally:
-        engine.close()
+        try:
+            loop.seed_if_empty()
+            watcher = Watcher([layout.project_dir, layout.fixtures_dir], loop.on_batch, on_start=loop.run_all)
+            with watcher, _stopped_by_signals(stop):  # the watcher stops after the run in progress
+                stop.wait()
+        finally:
+            loop.close()  # one build left, under the first name
+            loop.workspace.drop()
 
 
 @contextlib.contextmanager

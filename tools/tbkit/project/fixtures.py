@@ -6,14 +6,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..engine.workspace import AppendResult, Engine
 from ..errors import IngestError, NotFoundError
-from .datafiles import Project, load_project
-from .layout import Layout
+from .datafiles import Project
 
 FIXTURE_SUFFIXES = (".ndjson", ".jsonl")
-# Files larger than this get a progress bar.
-PROGRESS_THRESHOLD = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -65,31 +61,3 @@ def files_to_seed(project: Project, paths: Iterable[str | Path], datasource: str
 def seed(append: Callable[[str, Path], object], files: list[FixtureFile]) -> list[object]:
     """Append every file through `append(datasource, path)`; return what each append returned."""
     return [append(fixture.datasource, fixture.path) for fixture in files]
-
-
-def seed_workspace(
-    layout: Layout,
-    data_dir: Path,
-    workspace: str,
-    files: list[Path],
-    datasource: str | None = None,
-    progress: Callable | None = None,
-) -> list[AppendResult]:
-    """Append files (the fixtures when none) to a persistent workspace, building it if needed."""
-    project = load_project(layout.project_dir)
-    to_seed = files_to_seed(project, files, datasource) if files else fixture_files(project, layout.fixtures_dir)
-    engine = Engine.open(data_dir)
-    try:
-        target = engine.workspace(workspace, project)
-        target.build()
-        results = []
-        for fixture in to_seed:
-            size = fixture.path.stat().st_size
-            if progress and size > PROGRESS_THRESHOLD:
-                with progress(f"{fixture.datasource:<24}", size) as bar:
-                    results.append(target.append(fixture.datasource, fixture.path, on_progress=bar.update))
-            else:
-                results.append(target.append(fixture.datasource, fixture.path))
-        return results
-    finally:
-        engine.close()

@@ -14,12 +14,10 @@ from ..engine import ingest
 from ..errors import ParameterError, QueryError, SqlParseError
 from ..project import tinybird_adapter
 from ..project.datafiles import Pipe, Project
-from . import skeletons
+from .skeletons import Skeletons
 
 # Query parameters that Tinybird's API consumes itself and never passes to the template.
 RESERVED_PARAMETERS = frozenset({"token", "q", "format", "pipeline", "debug", "from", "tag", "query_id"})
-# Table rewrites by query shape, shared by every workspace of the process (the shape includes the database).
-SKELETONS = skeletons.Skeletons()
 
 
 def template_variables(params: dict[str, Any]) -> dict[str, Any]:
@@ -45,11 +43,13 @@ def render_pipe(
     placeholders: bool = False,
     node: str | None = None,
     secrets: dict[str, str] | None = None,
+    skeletons: Skeletons | None = None,
 ) -> str:
     """The SELECT that answers `pipe` (or its node called `node`) for `params`, with every reference resolved.
 
     With `placeholders`, parameters take Tinybird's placeholder values instead (to learn the columns);
-    `secrets` are the workspace's, for `tb_secret()`.
+    `secrets` are the workspace's, for `tb_secret()`; `skeletons` caches the table rewrite by query shape (without
+    it, every query is rewritten).
     """
     if depth > 8:
         raise QueryError(f"pipe '{pipe.name}' reads other endpoints more than 8 levels deep")
@@ -73,11 +73,13 @@ def render_pipe(
         for name in each.reads:
             if name not in replacements and name in project.endpoints:
                 other = project.endpoints[name]
-                other_sql = render_pipe(project, other, params, database, depth + 1, placeholders, secrets=secrets)
+                other_sql = render_pipe(
+                    project, other, params, database, depth + 1, placeholders, secrets=secrets, skeletons=skeletons
+                )
                 replacements[name] = ("", f"({other_sql})")
     try:
-        if placeholders:
+        if placeholders or skeletons is None:
             return tinybird_adapter.replace_tables(sql, replacements)
-        return SKELETONS.rewrite(sql, replacements, tinybird_adapter.replace_tables)
+        return skeletons.rewrite(sql, replacements, tinybird_adapter.replace_tables)
     except SqlParseError as e:
         raise SqlParseError(f"[Error] {e}") from None

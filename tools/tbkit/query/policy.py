@@ -9,7 +9,7 @@ The policy, as Tinybird's Query API: one SELECT (or WITH ... SELECT), an optiona
 the formats below, only the project's datasources, quarantine datasources and endpoints, plus Tinybird's service
 datasources `tinybird.pipe_stats_rt` and `tinybird.pipe_stats` (no other database prefix, no system tables), only
 the table functions and settings Tinybird enables, and no INTO OUTFILE. A service datasource shows a workspace its
-own rows only (`stats.subquery`).
+own rows only (`service_datasources.subquery`).
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import NotFoundError, ParameterError, SqlParseError
+from ..engine import Condition
+from ..engine.ingest import identifier
+from ..errors import NotFoundError, ParameterError, QueryError, SqlParseError
 from ..project import tinybird_adapter
 from ..project.datafiles import Project
-from . import pipes as query
-from . import stats
+from . import pipes, service_datasources
 
 FORMATS = frozenset({"JSON", "JSONCompact", "JSONEachRow", "CSV", "CSVWithNames", "TSV", "TSVWithNames", "Parquet"})
 
@@ -86,12 +87,12 @@ def plan(project: Project, text: str, fmt: str = "JSON", pipeline: str | None = 
         tables, functions = tinybird_adapter.used_tables_and_functions(statement)
     except SqlParseError as e:
         raise SqlParseError(f"[Error] {e}") from None
-    known = query.table_replacements(project, "").keys() | project.endpoints.keys()
+    known = pipes.table_replacements(project, "").keys() | project.endpoints.keys()
     node_names = _node_names(project, pipeline)
     nodes = tuple(sorted({table for database, table in tables if not database and table in node_names}))
     for database, table in tables:
         name = f"{database}.{table}" if database else table
-        if name not in stats.SERVICE_DATASOURCES and (database or table not in known | node_names):
+        if name not in service_datasources.SERVICE_DATASOURCES and (database or table not in known | node_names):
             raise NotFoundError(f"[Error] Resource '{name}' not found")
     try:
         tinybird_adapter.refuse_disabled_table_functions(functions)
@@ -113,28 +114,49 @@ def _node_names(project: Project, pipeline: str | None) -> set[str]:
 
 
 def render(
-    plan: QueryPlan, project: Project, database: str, params: dict[str, Any], secrets: dict[str, str] | None = None
+    plan: QueryPlan,
+    project: Project,
+    database: str,
+    params: dict[str, Any],
+    secrets: dict[str, str] | None = None,
+    service_tables: bool = False,
 ) -> str:
     """The SQL that answers `plan` in workspace `database`: tables qualified, endpoints inlined for `params`.
 
     Endpoint parameters raise ParameterError as on the endpoint itself; INTO OUTFILE is refused again on the
     final SQL (Tinybird's formatting of it, so no comment or spacing can hide the clause from the check).
     """
-    replacements = query.table_replacements(project, database)
+    replacements = pipes.table_replacements(project, database)
     for name in plan.nodes:
         pipe = project.pipes[plan.pipeline or ""]
-        replacements[name] = ("", f"({query.render_pipe(project, pipe, params, database, node=name, secrets=secrets)})")
+        replacements[name] = ("", f"({pipes.render_pipe(project, pipe, params, database, node=name, secrets=secrets)})")
     for name in plan.resources:
         if name == plan.pipeline and ("", name) not in plan.tables:
             continue  # read through its nodes only
         pipe = project.endpoints.get(name)
         if pipe is not None:
-            replacements[name] = ("", f"({query.render_pipe(project, pipe, params, database, secrets=secrets)})")
-        elif name in stats.SERVICE_DATASOURCES:
-            replacements[name] = ("", f"({stats.subquery(name, database)})")
+            replacements[name] = ("", f"({pipes.render_pipe(project, pipe, params, database, secrets=secrets)})")
+        elif name in service_datasources.SERVICE_DATASOURCES:
+            replacements[name] = ("", f"({service_datasources.subquery(name, database, service_tables)})")
     try:
         sql = tinybird_adapter.replace_tables(plan.statement, replacements, check_functions=True)
     except SqlParseError as e:
         raise SqlParseError(f"[Error] {e}") from None
     _refuse_into_outfile(sql)
     return sql
+
+
+def check_condition(project: Project, datasource: str, condition: str | None) -> Condition:
+    """A SQL condition on a datasource's columns (a delete's or a replace's), checked with the Query API's parser;
+    ParameterError if it is empty, does not parse, or reads anything but the datasource itself."""
+    project.datasource(datasource)
+    if not condition or not condition.strip():
+        raise ParameterError("The SQL condition is empty: give a condition on the datasource's columns")
+    text = f"SELECT count() FROM {identifier(datasource)} WHERE ({condition})"
+    try:
+        checked = plan(project, text)
+    except (QueryError, NotFoundError) as e:
+        raise ParameterError(f"Invalid SQL condition '{condition}': {e}") from None
+    if set(checked.resources) != {datasource}:
+        raise ParameterError(f"Invalid SQL condition '{condition}': it may only refer to the columns of '{datasource}'")
+    return Condition(datasource, condition)

@@ -20,7 +20,6 @@ import json
 import logging
 import re
 import time
-from collections import deque
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -29,8 +28,8 @@ import tornado.iostream
 import tornado.web
 
 from ..errors import ParameterError, TbkitError
-from ..query import stats
 from .base import authenticate, bearer, check_scope, error_answer, log_access, redact, too_many_requests
+from .requests import EndpointRequest
 from .service import Service
 from .workspaces.registry import Tenant
 from .workspaces.tokens import READ, Token
@@ -43,33 +42,6 @@ FORMATS = {"json": "application/json", "csv": "text/csv; charset=utf-8", "ndjson
 PATH = re.compile(r"/v0/pipes/(?!openapi\.json$)([^/.]+)\.(json|csv|ndjson)$")
 SERVER = f"TornadoServer/{tornado.version}"  # what every other route says
 _JSON_ROWS = re.compile(rb'"rows":\s*(\d+)')
-
-# An endpoint whose last RECENT_CALLS calls (at least MIN_CALLS) each took less than INLINE_BELOW seconds in the
-# engine is answered on the event loop itself when it is the only request in flight: that saves the hand-off to
-# the thread pool and back (two thread wake-ups, about 0.4 ms). A request arriving meanwhile waits for that one
-# short query at most; any other request, and any endpoint with a slower recent call, goes to the thread pool.
-INLINE_BELOW = 0.05
-RECENT_CALLS = 32
-MIN_CALLS = 8
-
-
-class EngineTimes:
-    """Recent engine times of each endpoint of each workspace, kept by the event loop (one thread, no lock)."""
-
-    def __init__(self) -> None:
-        self._recent: dict[tuple[str, str], deque[float]] = {}
-
-    def fast(self, workspace: str, endpoint: str) -> bool:
-        """True when the endpoint's recent calls are known and were each shorter than INLINE_BELOW."""
-        recent = self._recent.get((workspace, endpoint))
-        return recent is not None and len(recent) >= MIN_CALLS and max(recent) < INLINE_BELOW
-
-    def add(self, workspace: str, endpoint: str, seconds: float) -> None:
-        recent = self._recent.setdefault((workspace, endpoint), deque(maxlen=RECENT_CALLS))
-        recent.append(seconds)
-
-
-ENGINE_TIMES = EngineTimes()
 
 
 def result_rows(body: bytes, fmt: str) -> int:
@@ -173,10 +145,10 @@ class EndpointCall(tornado.httputil.HTTPMessageDelegate):
             return
         tenant, params = call
         workspace = tenant.workspace
-        if self.service.in_flight <= 1 and ENGINE_TIMES.fast(workspace.name, self.name):
+        if self.service.in_flight <= 1 and self.service.engine_times.fast(workspace.name, self.name):
             started = time.perf_counter()
             try:
-                outcome: tuple[bytes, int, int] | Exception = workspace.call_endpoint(self.name, params, self.fmt)
+                outcome: tuple[bytes, int, int] | Exception = tenant.reader.call_endpoint(self.name, params, self.fmt)
             except Exception as error:  # the request's boundary: answered as every route answers it
                 outcome = error
             self._settle(workspace.name, started, outcome)
@@ -226,7 +198,7 @@ class EndpointCall(tornado.httputil.HTTPMessageDelegate):
         started = time.perf_counter()
         try:
             outcome: tuple[bytes, int, int] | Exception = await self.service.run(
-                workspace.call_endpoint, self.name, params, self.fmt
+                tenant.reader.call_endpoint, self.name, params, self.fmt
             )
         except Exception as error:  # the request's boundary: answered as every route answers it
             outcome = error
@@ -235,7 +207,7 @@ class EndpointCall(tornado.httputil.HTTPMessageDelegate):
     def _settle(self, workspace: str, started: float, outcome: tuple[bytes, int, int] | Exception) -> None:
         """Time the engine call, then answer it: its body, or its error."""
         seconds = time.perf_counter() - started
-        ENGINE_TIMES.add(workspace, self.name, seconds)
+        self.service.engine_times.add(workspace, self.name, seconds)
         if isinstance(outcome, Exception):
             self._fail(outcome)
             return
@@ -282,7 +254,7 @@ class EndpointCall(tornado.httputil.HTTPMessageDelegate):
             return
         tenant, token, params = self.recorded
         rows_read, bytes_read, rows = self.read
-        request = stats.EndpointRequest(
+        request = EndpointRequest(
             pipe_id=tenant.resource_id(self.name),
             pipe_name=self.name,
             started=time.time() - duration,

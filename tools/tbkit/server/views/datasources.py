@@ -14,9 +14,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from ...engine import ddl
-from ...engine.workspace import AppendResult
+from ...engine import AppendResult, ddl
 from ...errors import NotFoundError, ParameterError, PayloadTooLargeError
+from ...query import policy
 from ..analyze import analyze
 from ..base import BaseHandler
 from ..bodies import decompress, format_of, to_ndjson, uploaded_file
@@ -145,11 +145,12 @@ async def import_data(handler: BaseHandler, tenant: Tenant, name: str, mode: str
     data = decompress(data, handler.request.headers.get("Content-Encoding"), limit)
     data = to_ndjson(data, fmt, [c.name for c in datasource.columns])
     condition = handler.get_argument("replace_condition", None) if mode == "replace" else None
+    checked = None if condition is None else policy.check_condition(tenant.project, name, condition)
     started = time.perf_counter()
     began = datetime.now(UTC)
     workspace = tenant.workspace
     if mode == "replace":
-        result = await handler.service.run(workspace.replace, name, data, condition)
+        result = await handler.service.run(workspace.replace, name, data, checked)
     else:
         result = await handler.service.run(workspace.append, name, data)
     job = handler.service.jobs.record(tenant, "import", name, result, started=began, bytes_read=len(data), mode=mode)
@@ -216,12 +217,13 @@ class DeleteHandler(BaseHandler):
                 "e.g. delete_condition=country='ES'"
             )
         workspace = tenant.workspace
+        checked = policy.check_condition(tenant.project, name, condition)
         if self.get_argument("dry_run", "false").lower() in ("true", "1"):
-            rows = await self.service.run(workspace.count_where, name, condition)
+            rows = await self.service.run(workspace.count_where, name, checked)
             self.send_json({"rows_to_be_deleted": rows})
             return
         started = time.perf_counter()
-        rows = await self.service.run(workspace.delete_rows, name, condition)
+        rows = await self.service.run(workspace.delete_rows, name, checked)
         if version == "v1" and self.get_argument("wait", "true").lower() in ("true", "1"):
             self.send_json(
                 {

@@ -218,7 +218,7 @@ class ExplainHandler(BaseHandler):
     async def get(self, name: str) -> None:
         tenant = self.require(ADMIN_SCOPE)  # the SQL names the workspace's tables: not for scoped tokens
         tenant.project.endpoint(name)
-        sql = await self.service.run(tenant.workspace.endpoint_sql, name, self.query_params())
+        sql = await self.service.run(tenant.reader.endpoint_sql, name, self.query_params())
         self.send_json({"debug_query": sql})
 
 

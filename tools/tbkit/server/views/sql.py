@@ -29,7 +29,7 @@ class SqlHandler(BaseHandler):
         pipeline = self.get_argument("pipeline", None)
         plan = await self.service.run(lambda: query_api.plan(tenant.project, q, pipeline=pipeline))
         self.require(READ, *plan.resources)
-        body = await self.service.run(tenant.workspace.run_query, plan, self.query_params("q", "pipeline"))
+        body = await self.service.run(tenant.reader.run_query, plan, self.query_params("q", "pipeline"))
         self.set_header("Content-Type", CONTENT_TYPES.get(plan.fmt, "text/plain; charset=utf-8"))
         self.finish(body)
 

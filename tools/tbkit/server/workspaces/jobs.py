@@ -11,7 +11,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ...engine.workspace import AppendResult
+from ...engine import AppendResult
 from ...errors import ParameterError
 from .registry import Tenant
 

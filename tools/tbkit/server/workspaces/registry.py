@@ -27,9 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...engine.workspace import Engine, Workspace
+from ...engine import Engine, Workspace
 from ...errors import AuthError, NotFoundError, ParameterError, TbkitError
 from ...project.datafiles import Project, load_project
+from ...query import Reader
+from ...query.skeletons import Skeletons
 from .files import write_json
 from .secrets import SecretStore
 from .tokens import Token, TokenStore, jwt_workspace_id, looks_like_jwt
@@ -93,13 +95,21 @@ class Tenant:
     staged: list[dict[str, Any]] = field(default_factory=list)
     texts: dict[str, dict[str, str]] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
+    # Table rewrites by query shape, shared by the workspaces of a server; and whether the engine holds the
+    # tables of the service datasources (a server makes them before it answers).
+    skeletons: Skeletons = field(default_factory=Skeletons, repr=False, compare=False)
+    service_tables: bool = False
     secrets: SecretStore = field(init=False, repr=False, compare=False)  # in `folder`, for tb secret and tb_secret()
+    reader: Reader = field(init=False, repr=False, compare=False)  # endpoint calls and queries on `workspace`
 
     def __post_init__(self) -> None:
         if not self.texts:
             self.texts = datafile_texts(self.workspace.project)
         self.secrets = SecretStore(self.folder)
-        self.workspace.secrets = self.secrets.values
+        self.reader = self._reader(self.workspace)
+
+    def _reader(self, workspace: Workspace) -> Reader:
+        return Reader(workspace, self.skeletons, self.secrets.values, self.service_tables)
 
     @property
     def project(self) -> Project:
@@ -117,8 +127,8 @@ class Tenant:
 
     def go_live(self, workspace: Workspace) -> None:
         """Serve `workspace` (a new project built into this workspace's database), with its tokens."""
+        self.reader = self._reader(workspace)
         self.workspace = workspace
-        self.workspace.secrets = self.secrets.values
         self.texts = datafile_texts(workspace.project)
         self.tokens = TokenStore.load(self.folder, workspace.project, self.tokens.admin.value)
 
@@ -175,6 +185,8 @@ class Registry:
         self.data_dir = data_dir
         self.prefix = prefix
         self.query_timeout = main.workspace.query_timeout
+        self.skeletons = main.skeletons
+        self.service_tables = main.service_tables
         self.tenants: dict[str, Tenant] = {main.name: main}
         self.user_tokens: list[Token] = []
         # Tokens by the SHA-256 of their value, with what it was built from (see _token_index).
@@ -190,6 +202,8 @@ class Registry:
         prefix: str = "",
         query_timeout: float | None = None,
         from_project: bool = False,
+        skeletons: Skeletons | None = None,
+        service_tables: bool = False,
     ) -> Registry:
         """The main workspace, plus every workspace saved in the data directory.
 
@@ -197,7 +211,8 @@ class Registry:
         `<data-dir>/main/`), else `project` (the project folder); `from_project` discards the kept
         deployment and serves the folder. Each workspace is a database named by `prefix` and the
         workspace's name, so several registries can share one engine (chDB holds one data directory per
-        process); reads stop after `query_timeout` s.
+        process); reads stop after `query_timeout` s. The workspaces' readers share `skeletons`, and read the
+        service datasources' tables when `service_tables` says the engine holds them.
         """
         folder = data_dir / MAIN
         if from_project and folder.exists():
@@ -209,7 +224,8 @@ class Registry:
         workspace = engine.workspace(database_name(MAIN, prefix), served, query_timeout)
         workspace.build()
         tokens = TokenStore.load(data_dir, served, admin_token)
-        main = Tenant(MAIN, MAIN, workspace, tokens, data_dir, folder)
+        reading = {"skeletons": skeletons or Skeletons(), "service_tables": service_tables}
+        main = Tenant(MAIN, MAIN, workspace, tokens, data_dir, folder, **reading)
         if deployed:
             main.deployments = meta.get("deployments") or [seed_deployment()]
             main.staged = meta.get("staged", [])
@@ -220,6 +236,10 @@ class Registry:
         for meta_path in sorted((data_dir / "workspaces").glob("*/workspace.json")):
             registry._load(meta_path.parent)
         return registry
+
+    def _reading(self) -> dict[str, Any]:
+        """How a new workspace's reader reads: the registry's skeletons and service tables."""
+        return {"skeletons": self.skeletons, "service_tables": self.service_tables}
 
     @property
     def main(self) -> Tenant:
@@ -233,7 +253,7 @@ class Registry:
         workspace = self.engine.workspace(database_name(meta["name"], self.prefix), project, self.query_timeout)
         workspace.build()
         tokens = TokenStore.load(folder, project)
-        tenant = Tenant(meta["id"], meta["name"], workspace, tokens, folder, folder)
+        tenant = Tenant(meta["id"], meta["name"], workspace, tokens, folder, folder, **self._reading())
         tenant.deployments = meta.get("deployments") or [seed_deployment()]
         tenant.staged = meta.get("staged", [])
         self.tenants[tenant.name] = tenant
@@ -252,7 +272,8 @@ class Registry:
         workspace = self.engine.workspace(database_name(name, self.prefix), project, self.query_timeout)
         workspace.drop()
         workspace.build()
-        tenant = Tenant(workspace_id, name, workspace, TokenStore.load(folder, project), folder, folder)
+        tokens = TokenStore.load(folder, project)
+        tenant = Tenant(workspace_id, name, workspace, tokens, folder, folder, **self._reading())
         tenant.save()
         self.tenants[name] = tenant
         return tenant
