@@ -27,6 +27,11 @@ AS_OF = "2025-07-01 12:00:00"
 LANDING = ("customers", "customer_events", "customer_transactions", "customer_demographics")
 _names = itertools.count()
 
+# No test inherits where the developer's shell points `tb` and tbkit (TB_HOST, TB_TOKEN, TB_LOCAL_HOST, TB_LOCAL_PORT
+# and every other TB_* but TB_VERSION_WARNING, which only silences tb): every `tb` the tests run, in a process or
+# through tbkit, sees only what the test sets.
+for name in [name for name in os.environ if name.startswith("TB_") and name != "TB_VERSION_WARNING"]:
+    del os.environ[name]
 os.environ["TB_CLI_TELEMETRY_OPTOUT"] = "1"
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import requests
 
 from . import ENDPOINTS, ROOT
+from .repo_copy import copy_project
 
 WORKS = "works"
 NOT_SUPPORTED = "not supported"
@@ -756,10 +757,7 @@ def copy_of_project(session: Session, name: str) -> Path:
     """Another copy of the project and its fixtures, in another folder: tb --local gives it its own workspace."""
     root = session.work / name
     shutil.rmtree(root, ignore_errors=True)
-    shutil.copytree(session.root / "fixtures", root / "fixtures")
-    ignore = shutil.ignore_patterns("tests", ".tinyb", "fidelity_probe.pipe")
-    shutil.copytree(session.project, root / "tinybird", symlinks=True, ignore=ignore)
-    return root / "tinybird"
+    return copy_project(root, session.root, leave_out=("fidelity_probe.pipe",)) / "tinybird"
 
 
 def setup_fresh(session: Session) -> None:

@@ -11,11 +11,20 @@ from tbkit.cli import Shared, main
 
 from . import ROOT
 
+# What `tb` (and tbkit, reading them as `tb` does) takes from the project folder besides the datafiles: the host,
+# workspace and token recorded in .tinyb (`tb login`, `tb --host ... --token ...`), settings and secrets in .env and
+# .env.local, and the project config `tb create` writes (tinybird.config.json, or tinybird.json). A developer's
+# copies of these would point the tests' `tb` at their workspace, so no copy takes them; a test that needs one
+# writes its own.
+TB_STATE = (".tinyb", ".env", ".env.local", "tinybird.config.json", "tinybird.json")
 
-def copy_project(root: Path) -> Path:
-    """Copy tinybird/ (links kept, exported tests left out) and fixtures/ into `root`; `root`."""
-    shutil.copytree(ROOT / "tinybird", root / "tinybird", symlinks=True, ignore=shutil.ignore_patterns("tests"))
-    shutil.copytree(ROOT / "fixtures", root / "fixtures")
+
+def copy_project(root: Path, source: Path = ROOT, *, leave_out: tuple[str, ...] = ()) -> Path:
+    """Copy tinybird/ (links kept; exported tests, tb state and `leave_out` left out) and fixtures/ of `source`
+    into `root`; `root`."""
+    ignore = shutil.ignore_patterns("tests", *TB_STATE, *leave_out)
+    shutil.copytree(source / "tinybird", root / "tinybird", symlinks=True, ignore=ignore)
+    shutil.copytree(source / "fixtures", root / "fixtures")
     return root
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import subprocess
 import threading
 import time
@@ -24,6 +23,7 @@ from tbkit.query import Reader
 from tbkit.remote import tb as tbcli
 
 from . import ROOT
+from .repo_copy import copy_project
 from .serving import ServerProcess
 from .test_load_and_crash import REPORTS, events, scalar
 from .test_tb_local import tb_env
@@ -102,8 +102,7 @@ class Load:
 
 
 def test_deploying_during_ingestion_loses_no_acknowledged_row(tmp_path):
-    project = tmp_path / "tinybird"
-    shutil.copytree(ROOT / "tinybird", project, symlinks=True, ignore=shutil.ignore_patterns("tests", ".tinyb"))
+    project = copy_project(tmp_path) / "tinybird"
     (project / ".tinyb").write_text(json.dumps({"name": "main"}))  # tb --local deploys to the served workspace
     server = ServerProcess(tmp_path / "data", "admin-token-for-tests", "--local-api").start()
     load = Load(server)

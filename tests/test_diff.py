@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -10,8 +9,7 @@ import pytest
 
 from tbkit.checks.diff import diff
 
-from . import ROOT
-from .repo_copy import edit, invoke
+from .repo_copy import copy_project, edit, invoke
 
 DEMOGRAPHICS = "tinybird/datasources/customer_demographics.datasource"
 CLTV = "tinybird/endpoints/customer_cltv.pipe"
@@ -29,9 +27,7 @@ def commit(repo: Path, message: str) -> None:
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch) -> Path:
     """A git repository holding a copy of the project and fixtures, one commit, as the current folder."""
-    root = tmp_path / "repo"
-    shutil.copytree(ROOT / "tinybird", root / "tinybird", symlinks=True, ignore=shutil.ignore_patterns("tests"))
-    shutil.copytree(ROOT / "fixtures", root / "fixtures")
+    root = copy_project(tmp_path / "repo")
     git(root, "init", "-q", "-b", "main")
     commit(root, "project")
     monkeypatch.chdir(root)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import shutil
 import subprocess
 import time
 from dataclasses import asdict
@@ -22,6 +21,7 @@ from tbkit.remote import tb as tbcli
 
 from . import ROOT
 from .fidelity import Outcome, Session, render, rows, run_row
+from .repo_copy import copy_project
 from .serving import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -36,19 +36,11 @@ def tb_version(tb: Path) -> str:
     return done.stdout.split("version ")[-1].split()[0]
 
 
-def copy_project(root: Path) -> Path:
-    """A copy of the project and its fixtures (tb writes into the project folder; the original stays clean)."""
-    shutil.copytree(
-        ROOT / "tinybird", root / "tinybird", symlinks=True, ignore=shutil.ignore_patterns("tests", ".tinyb")
-    )
-    shutil.copytree(ROOT / "fixtures", root / "fixtures")
-    return root
-
-
 def run_matrix(tb: Path, version: str, base: Path) -> tuple[list[Outcome], float]:
     base.mkdir(parents=True)
     server = ServerProcess(base / "data", None).start()
     try:
+        # a copy: tb writes into the project folder, and the original stays clean
         session = Session(tb, version, server, copy_project(base / "copy"), base / "work")
         started = time.monotonic()
         outcomes = [run_row(session, row) for row in rows()]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from tbkit.errors import TbCommandError
 from tbkit.remote import tb as tbcli
 
 from . import ROOT
-from .repo_copy import edit, invoke
+from .repo_copy import copy_project, edit, invoke
 from .serving import ServerProcess, free_port
 
 pytestmark = pytest.mark.slow
@@ -37,19 +36,14 @@ def local(tmp_path_factory):
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """A copy of the project and fixtures, so tests can break datafiles and write tb test files."""
-    shutil.copytree(ROOT / "tinybird", tmp_path / "tinybird", symlinks=True, ignore=shutil.ignore_patterns("tests"))
-    shutil.copytree(ROOT / "fixtures", tmp_path / "fixtures")
-    return tmp_path
+    return copy_project(tmp_path)
 
 
 NESTED_WARNING = "nested deeper than the used scan depth"
 
 
 def tb_env(local) -> dict[str, str]:
-    env = dict(os.environ, TB_LOCAL_HOST="127.0.0.1", TB_LOCAL_PORT=str(local.port), TB_CLI_TELEMETRY_OPTOUT="1")
-    for name in ("TB_HOST", "TB_TOKEN"):
-        env.pop(name, None)
-    return env
+    return dict(os.environ, TB_LOCAL_HOST="127.0.0.1", TB_LOCAL_PORT=str(local.port), TB_CLI_TELEMETRY_OPTOUT="1")
 
 
 def tb(local, project: Path, *args: str) -> subprocess.CompletedProcess:
