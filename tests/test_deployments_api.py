@@ -212,12 +212,12 @@ def test_the_main_workspace_serves_its_kept_deployment_after_a_restart(server, e
     main = restarted.main
     assert "mean_cltv" in main.reader.endpoint("cltv_summary")["data"][0]
     assert main.workspace.row_count("customer_transactions") == 3
-    assert [(d["id"], d["live"]) for d in main.all_deployments()] == [("0", False), ("1", True)]
+    assert [(d.id, d.live) for d in main.all_deployments()] == [("0", False), ("1", True)]
     [warning] = [r.getMessage() for r in caplog.records if "main workspace" in r.getMessage()]
     assert "serving deployment #1" in warning and "pipes changed: cltv_summary" in warning
     assert f"remove {data_dir / 'main'}" in warning
     # the way back to the folder: remove <data-dir>/main (what from_project does)
     reset = Registry.open(engine, data_dir, folder_project, server.token, prefix, from_project=True)
     assert "average_cltv" in reset.main.reader.endpoint("cltv_summary")["data"][0]
-    assert reset.main.all_deployments()[0]["id"] == "0" and not (data_dir / "main").exists()
+    assert reset.main.all_deployments()[0].id == "0" and not (data_dir / "main").exists()
     assert reset.main.workspace.row_count("customer_transactions") == 3

@@ -140,6 +140,17 @@ def test_a_pipe_edit_that_breaks_a_case_is_reported_with_its_diff_then_passes_on
     assert dev.get("/v0/tbkit/checks").json()["failed"] == 0
 
 
+def test_a_rebuild_goes_live_as_a_deployment_does_through_the_api(dev):
+    """The dev loop makes its builds live the one way deployments go live: a new live deployment saying what it
+    changed, the one it replaces marked deleted."""
+    edit(CLTV_PIPE, REVENUE, DOUBLED)
+    dev.reload(CLTV_PIPE)
+    listed = dev.get("/v1/deployments", include_deleted="true").json()["deployments"]
+    assert [(d["id"], d["status"], d["live"]) for d in listed] == [("0", "deleted", False), ("1", "data_ready", True)]
+    assert listed[1]["changed_pipe_names"] == ["cltv_summary"] and listed[1]["new_pipe_names"] == []
+    assert [d["id"] for d in dev.get("/v1/deployments").json()["deployments"]] == ["1"]
+
+
 def test_a_broken_datafile_names_its_file_and_line_and_the_last_good_build_stays_served(dev):
     edit(CLTV_PIPE, REVENUE, DOUBLED)
     dev.reload(CLTV_PIPE)

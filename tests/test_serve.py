@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import shutil
 import stat
 import subprocess
@@ -322,3 +323,28 @@ def test_with_the_local_api_off_tb_is_told_how_to_turn_it_on(start_server):
         assert answer.status_code == 403
         assert "tbkit serve --local-api" in answer.json()["error"]
     assert requests.get(running.url + "/v0/pipes/cltv_summary.json", headers=running.headers()).status_code == 200
+
+
+def test_every_path_the_server_answers_is_a_line_of_the_route_table(server):
+    """Endpoint calls included: the server serves the application of `routes()`, with nothing in front of it."""
+    import tornado.web
+
+    from tbkit.server.app import routes
+    from tbkit.server.views.endpoints import EndpointCalls
+
+    assert isinstance(server._thread._server.request_callback, tornado.web.Application)
+
+    def target(path: str) -> type:
+        return next(t for pattern, t in routes(True) if re.fullmatch(pattern, path))
+
+    assert target("/v0/pipes/customer_cltv.json") is EndpointCalls
+    assert target("/v0/pipes/customer_cltv.ndjson") is EndpointCalls
+    assert target("/v0/pipes/openapi.json").__name__ == "OpenApiHandler"
+    assert target("/v0/pipes/customer_cltv/explain").__name__ == "ExplainHandler"
+    answer = requests.get(
+        f"{server.url}/v0/pipes/customer_cltv.json",
+        params={"customer_id": "cust123"},
+        headers=server.headers(),
+        timeout=30,
+    )
+    assert answer.status_code == 200 and answer.headers["Server-Timing"].startswith("engine;dur=")

@@ -37,7 +37,9 @@ from ..project.layout import Layout
 from ..query import Reader
 from ..server import ServerConfig, Service
 from ..server import app as server
-from ..server.workspaces.registry import Tenant, datafile_texts, seed_deployment
+from ..server.workspaces import deployments
+from ..server.workspaces.deployment import Deployment
+from ..server.workspaces.registry import Tenant, datafile_texts
 from .watch import Batch, Watcher
 
 DATAFILE_SUFFIXES = (".datasource", ".pipe", ".incl")
@@ -491,13 +493,11 @@ class DevLoop:
 
 
 def _go_live(tenant: Tenant, workspace: Workspace) -> None:
-    """Serve a new build in the main workspace, recorded as a live deployment (as `tb dev`'s builds are)."""
+    """Serve a new build in the main workspace as a new live deployment (as `tb dev`'s builds are), saying what
+    changed, as a deployment through the API does."""
     with tenant.lock:
-        record = {**seed_deployment(), "id": tenant.next_deployment_id()}
-        tenant.go_live(workspace)
-        for other in tenant.deployments:
-            other["live"] = False
-        tenant.deployments.append(record)
+        changes = deployments.diff(tenant.texts, workspace.project)
+        tenant.make_live(workspace, Deployment(tenant.next_deployment_id(), changes=changes))
 
 
 def attach(

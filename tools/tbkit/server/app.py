@@ -20,11 +20,23 @@ import tornado.web
 
 from .base import NotFoundHandler, log_request
 from .drain import DrainingHTTPServer
-from .endpoints import EndpointRoute
 from .local import tokens as local_tokens
 from .local import workspaces as local_workspaces
 from .service import ServerConfig, Service
-from .views import connectors, datasources, deployments, events, health, jobs, pipes, sql, tokens, variables, workspace
+from .views import (
+    connectors,
+    datasources,
+    deployments,
+    endpoints,
+    events,
+    health,
+    jobs,
+    pipes,
+    sql,
+    tokens,
+    variables,
+    workspace,
+)
 from .views.checks import ChecksHandler
 from .views.ui import ChecksPage, DatasourcesPage, EndpointsPage, StaticHandler
 
@@ -33,8 +45,14 @@ log = logging.getLogger("tbkit.server")
 
 
 def routes(local_api: bool) -> list[tuple[str, type]]:
-    """Every path the server answers, first match wins; without `local_api`, Local API paths explain it is off."""
+    """Every path the server answers, first match wins; without `local_api`, Local API paths explain it is off.
+
+    A target is a RequestHandler (made per request with the service), or an HTTPServerConnectionDelegate made once
+    with the service (endpoint calls)."""
     public: list[tuple[str, type]] = [
+        # endpoint calls, /v0/pipes/<name>.json|.csv|.ndjson (not openapi.json), first: the requests most often made;
+        # an HTTP message delegate per call (endpoints.EndpointCalls), below tornado.web's handlers
+        (endpoints.PATH.pattern, endpoints.EndpointCalls),
         # the web UI: page shells and their static files; the pages read everything through the API below
         (r"/", EndpointsPage),
         (r"/datasources", DatasourcesPage),
@@ -56,7 +74,6 @@ def routes(local_api: bool) -> list[tuple[str, type]]:
         # pipes
         (r"/v0/pipes/?", pipes.PipesHandler),
         (r"/v0/pipes/openapi\.json", pipes.OpenApiHandler),
-        # endpoint calls, /v0/pipes/<name>.json|.csv|.ndjson, are answered in front of this table (endpoints.py)
         (r"/v0/pipes/([^/.]+)/explain", pipes.ExplainHandler),
         (r"/v0/pipes/([^/.]+)", pipes.PipeHandler),
         (r"/v1/pipes/([^/.]+)\.pipe", pipes.PipeFileHandler),
@@ -111,8 +128,14 @@ LOCAL_API_PATHS = (
 def make_app(service: Service) -> tornado.web.Application:
     """The tornado application serving `service`."""
     args = {"service": service}
+    rules = [
+        (path, target(service))
+        if issubclass(target, tornado.httputil.HTTPServerConnectionDelegate)
+        else (path, target, args)
+        for path, target in routes(service.config.serves_local_api)
+    ]
     return tornado.web.Application(
-        [(path, handler, args) for path, handler in routes(service.config.serves_local_api)],
+        rules,
         default_handler_class=NotFoundHandler,
         default_handler_args=args,
         log_function=log_request,
@@ -126,7 +149,7 @@ def listen(service: Service, host: str, port: int) -> tuple[DrainingHTTPServer, 
     The body limit is the largest upload; each API checks its own, smaller limit.
     """
     server = DrainingHTTPServer(
-        EndpointRoute(make_app(service), service),
+        make_app(service),
         max_body_size=service.config.max_upload_bytes + 1024 * 1024,
         xheaders=True,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from ...errors import ParameterError
 from ..base import BaseHandler
 from ..workspaces import deployments
+from ..workspaces.deployment import CHANGE_KEYS, DELETED, FAILED
 from ..workspaces.tokens import ADMIN_SCOPE
 
 DEPLOY_FLAGS = ("check", "auto_promote", "allow_destructive_operations")
@@ -37,7 +38,7 @@ class DeployHandler(BaseHandler):
         tenant = self.require(ADMIN_SCOPE)
         flag = {name: self.flag(name) for name in DEPLOY_FLAGS}
         files = uploaded_datafiles(self)
-        result, record, errors = await self.service.run(
+        outcome = await self.service.run(
             lambda: deployments.apply(
                 self.service.registry,
                 tenant,
@@ -47,11 +48,22 @@ class DeployHandler(BaseHandler):
                 live=flag["auto_promote"],
             )
         )
-        if result == "failed":
-            record = {**record, "id": "0", "status": "failed", "live": False, "feedback": [], "errors": errors}
-        elif flag["check"] and record:
-            record = {**record, "feedback": [], "errors": []}  # validated, nothing created
-        self.send_json({"result": result, "deployment": deployments.public(record) if record else NO_DEPLOYMENT})
+        if outcome.result == "failed":
+            shown = {
+                **outcome.changes,
+                "id": "0",
+                "status": FAILED,
+                "live": False,
+                "feedback": [],
+                "errors": outcome.errors,
+            }
+        elif outcome.deployment is not None:
+            shown = outcome.deployment.to_api()
+        elif outcome.changes:  # checked: what it would change, nothing created
+            shown = {**outcome.changes, "feedback": [], "errors": []}
+        else:
+            shown = NO_DEPLOYMENT
+        self.send_json({"result": outcome.result, "deployment": shown})
 
 
 class BuildHandler(BaseHandler):
@@ -60,13 +72,13 @@ class BuildHandler(BaseHandler):
     async def post(self) -> None:
         tenant = self.require(ADMIN_SCOPE)
         files = uploaded_datafiles(self)
-        result, record, errors = await self.service.run(
+        outcome = await self.service.run(
             lambda: deployments.apply(self.service.registry, tenant, files, allow_destructive=True)
         )
-        if result == "failed":
-            self.send_json({"result": "failed", "errors": errors})
+        if outcome.result == "failed":
+            self.send_json({"result": "failed", "errors": outcome.errors})
         else:
-            changes = {key: record.get(key, []) for key in deployments.CHANGE_KEYS}
+            changes = {key: outcome.changes.get(key, []) for key in CHANGE_KEYS}
             self.send_json({"result": "success", "build": {**changes, "feedback": []}})
 
 
@@ -75,10 +87,10 @@ class DeploymentsHandler(BaseHandler):
 
     def get(self) -> None:
         tenant = self.require(ADMIN_SCOPE)
-        records = tenant.all_deployments()
+        shown = tenant.all_deployments()
         if not self.flag("include_deleted"):
-            records = [record for record in records if record["status"] != deployments.DELETED]
-        self.send_json({"deployments": [deployments.public(record) for record in records]})
+            shown = [deployment for deployment in shown if deployment.status != DELETED]
+        self.send_json({"deployments": [deployment.to_api() for deployment in shown]})
 
 
 class DeploymentHandler(BaseHandler):
@@ -86,12 +98,12 @@ class DeploymentHandler(BaseHandler):
 
     def get(self, deployment_id: str) -> None:
         tenant = self.require(ADMIN_SCOPE)
-        self.send_json({"deployment": deployments.public(deployments.find(tenant, deployment_id))})
+        self.send_json({"deployment": deployments.find(tenant, deployment_id).to_api()})
 
     async def delete(self, deployment_id: str) -> None:
         tenant = self.require(ADMIN_SCOPE)
-        record = await self.service.run(deployments.discard, tenant, deployment_id)
-        self.send_json({"deployment": deployments.public(record)})
+        deployment = await self.service.run(deployments.discard, tenant, deployment_id)
+        self.send_json({"deployment": deployment.to_api()})
 
 
 class SetLiveHandler(BaseHandler):
@@ -99,5 +111,5 @@ class SetLiveHandler(BaseHandler):
 
     async def post(self, deployment_id: str) -> None:
         tenant = self.require(ADMIN_SCOPE)
-        record = await self.service.run(deployments.promote, self.service.registry, tenant, deployment_id)
-        self.send_json({"result": "success", "deployment": deployments.public(record)})
+        deployment = await self.service.run(deployments.promote, self.service.registry, tenant, deployment_id)
+        self.send_json({"result": "success", "deployment": deployment.to_api()})

@@ -17,9 +17,10 @@ from ...errors import NotFoundError, ParameterError
 from ...project.datafiles import Node, Pipe
 from .. import openapi
 from ..base import BaseHandler
-from ..endpoints import FORMATS
+from ..workspaces.deployment import FAILED
 from ..workspaces.registry import Tenant
 from ..workspaces.tokens import ADMIN_SCOPE, READ
+from .endpoints import FORMATS
 
 PIPE_ATTRS = ("id", "name", "description", "type", "endpoint", "url", "created_at", "updated_at", "parent", "nodes")
 NODE_ATTRS = (
@@ -69,13 +70,13 @@ def pipe_times(tenant: Tenant) -> dict[str, tuple[str, str]]:
     folder) takes its datafile's modification time for both.
     """
     times: dict[str, tuple[str, str]] = {}
-    for record in tenant.deployments:
-        if record.get("status") == "failed" or "created_at" not in record:
+    for deployment in tenant.deployments:
+        if deployment.status == FAILED:
             continue
-        when = _timestamp(dt.datetime.strptime(record["created_at"][:19], "%Y-%m-%d %H:%M:%S"))
-        for name in record.get("new_pipe_names", []):
+        when = _timestamp(dt.datetime.strptime(deployment.created_at[:19], "%Y-%m-%d %H:%M:%S"))
+        for name in deployment.changed("new_pipe_names"):
             times[name] = (when, when)
-        for name in record.get("changed_pipe_names", []):
+        for name in deployment.changed("changed_pipe_names"):
             times[name] = (times.get(name, (when, when))[0], when)
     for name, pipe in tenant.project.pipes.items():
         if name not in times:

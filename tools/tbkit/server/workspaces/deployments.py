@@ -21,22 +21,24 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ...errors import NotFoundError, ParameterError, ProjectError, TbkitError
 from ...project.datafiles import Project, load_project
-from .registry import Registry, Tenant, database_name, datafile_texts, now
+from .deployment import DATA_READY, DELETED, FAILED, Deployment
+from .registry import Registry, Tenant, database_name, datafile_texts
 
-CHANGE_KEYS = (
-    "new_datasource_names",
-    "changed_datasource_names",
-    "deleted_datasource_names",
-    "new_pipe_names",
-    "changed_pipe_names",
-    "deleted_pipe_names",
-)
-STAGED, LIVE, DELETED, FAILED = "data_ready", "data_ready", "deleted", "failed"
+
+@dataclass
+class Outcome:
+    """What an upload came to: Tinybird's `result` (`success`, `failed` or `no_changes`), the changes it makes, the
+    errors that failed it, and the deployment it created (none for a check, a failure or no change)."""
+
+    result: str
+    changes: dict[str, list[str]] = field(default_factory=dict)
+    errors: list[dict[str, str]] = field(default_factory=list)
+    deployment: Deployment | None = None
 
 
 def diff(old: dict[str, dict[str, str]], new: Project) -> dict[str, list[str]]:
@@ -51,23 +53,18 @@ def diff(old: dict[str, dict[str, str]], new: Project) -> dict[str, list[str]]:
     return changes
 
 
-def public(record: dict[str, Any]) -> dict[str, Any]:
-    """A deployment record as the API shows it (without the server's own `_` keys)."""
-    return {key: value for key, value in record.items() if not key.startswith("_")}
-
-
-def find(tenant: Tenant, deployment_id: str) -> dict[str, Any]:
+def find(tenant: Tenant, deployment_id: str) -> Deployment:
     """A deployment of the workspace, by id; NotFoundError naming the ids it has otherwise."""
-    for record in tenant.all_deployments():
-        if record["id"] == deployment_id:
-            return record
-    known = ", ".join(r["id"] for r in tenant.all_deployments())
+    for deployment in tenant.all_deployments():
+        if deployment.id == deployment_id:
+            return deployment
+    known = ", ".join(d.id for d in tenant.all_deployments())
     raise NotFoundError(f"Deployment '{deployment_id}' not found in workspace '{tenant.name}' (deployments: {known})")
 
 
-def pending(tenant: Tenant) -> dict[str, Any] | None:
+def pending(tenant: Tenant) -> Deployment | None:
     """The staged deployment waiting to be promoted or discarded, if any."""
-    return next((r for r in tenant.staged if r["status"] == STAGED and not r["live"]), None)
+    return next((d for d in tenant.staged if d.status == DATA_READY and not d.live), None)
 
 
 def _write_upload(files: list[tuple[str, str]], folder: Path) -> None:
@@ -95,20 +92,6 @@ def _error_entry(error: TbkitError, folder: Path) -> dict[str, str]:
     return {"filename": filename, "error": message}
 
 
-def _new_record(tenant: Tenant, changes: dict[str, list[str]], allow_destructive: bool) -> dict[str, Any]:
-    return {
-        "id": tenant.next_deployment_id(),
-        "status": STAGED,
-        "live": False,
-        "created_at": now(),
-        "errors": [],
-        "feedback": [],
-        "new_data_connector_ids": [],
-        **changes,
-        "_allow_destructive": allow_destructive,
-    }
-
-
 def apply(
     registry: Registry,
     tenant: Tenant,
@@ -116,16 +99,13 @@ def apply(
     check: bool = False,
     allow_destructive: bool = False,
     live: bool = True,
-) -> tuple[str, dict[str, Any], list[dict[str, str]]]:
-    """Validate uploaded datafiles, then check, stage or deploy them: (result, record or changes, errors).
-
-    The result is Tinybird's: `success`, `failed` or `no_changes`.
-    """
+) -> Outcome:
+    """Validate uploaded datafiles, then check, stage or deploy them."""
     with tenant.lock:
         waiting = pending(tenant)
         if waiting is not None and not check:
             raise ParameterError(
-                f"Deployment #{waiting['id']} is staged in workspace '{tenant.name}': promote it "
+                f"Deployment #{waiting.id} is staged in workspace '{tenant.name}': promote it "
                 "(tb deployment promote) or discard it (tb deployment discard) before creating another one"
             )
         upload = tenant.deploy_dir / f"upload-{uuid.uuid4().hex[:8]}"
@@ -134,81 +114,68 @@ def apply(
             try:
                 project = load_project(upload)
             except ProjectError as e:
-                return FAILED, {}, [_error_entry(e, upload)]
+                return Outcome("failed", errors=[_error_entry(e, upload)])
             changes = diff(tenant.texts, project)
             if not any(changes.values()):
-                return "no_changes", {}, []
+                return Outcome("no_changes")
             errors = _check_build(registry, tenant, project, allow_destructive, upload)
-            if errors:
-                return FAILED, changes, errors
-            if check:
-                return "success", changes, []
-            record = _new_record(tenant, changes, allow_destructive)
+            if errors or check:
+                return Outcome("failed" if errors else "success", changes, errors)
+            deployment = Deployment(tenant.next_deployment_id(), changes=changes, allow_destructive=allow_destructive)
             if live:
-                errors = _swap(registry, tenant, upload, allow_destructive)
+                errors = _swap(registry, tenant, upload, deployment)
                 if errors:
-                    return FAILED, changes, errors
-                _make_live(tenant, record)
+                    return Outcome("failed", changes, errors)
             else:
-                staging = tenant.staging_dir(record["id"])
+                staging = tenant.staging_dir(deployment.id)
                 staging.parent.mkdir(parents=True, exist_ok=True)
                 upload.rename(staging)
-                tenant.staged.append(record)
+                tenant.staged.append(deployment)
             tenant.save()
-            return "success", record, []
+            return Outcome("success", changes, deployment=deployment)
         finally:
             shutil.rmtree(upload, ignore_errors=True)
 
 
-def promote(registry: Registry, tenant: Tenant, deployment_id: str) -> dict[str, Any]:
+def promote(registry: Registry, tenant: Tenant, deployment_id: str) -> Deployment:
     """Make a staged deployment live (`set-live`); the deployment it replaces is marked deleted.
 
     ProjectError when its datafiles no longer build into the workspace (it is then marked failed, and the
     live deployment keeps serving).
     """
     with tenant.lock:
-        record = find(tenant, deployment_id)
-        if record["live"]:
-            return record
-        if record["status"] != STAGED:
+        deployment = find(tenant, deployment_id)
+        if deployment.live:
+            return deployment
+        if deployment.status != DATA_READY:
             raise ParameterError(
-                f"Deployment #{deployment_id} is {record['status']}: only a staged deployment can be promoted"
+                f"Deployment #{deployment_id} is {deployment.status}: only a staged deployment can be promoted"
             )
-        errors = _swap(registry, tenant, tenant.staging_dir(deployment_id), record.get("_allow_destructive", False))
+        errors = _swap(registry, tenant, tenant.staging_dir(deployment_id), deployment)
         if errors:
-            record.update(status=FAILED, errors=errors)
+            deployment.status, deployment.errors = FAILED, errors
             tenant.save()
             raise ProjectError(
                 f"Deployment #{deployment_id} cannot be promoted: "
                 + "; ".join(f"{e.get('filename', '')} {e['error']}".strip() for e in errors)
             )
-        tenant.staged.remove(record)
-        _make_live(tenant, record)
         tenant.save()
-        return record
+        return deployment
 
 
-def discard(tenant: Tenant, deployment_id: str) -> dict[str, Any]:
+def discard(tenant: Tenant, deployment_id: str) -> Deployment:
     """Delete a deployment that is not live (`tb deployment discard`); deleting a deleted one is a no-op."""
     with tenant.lock:
-        record = find(tenant, deployment_id)
-        if record["live"]:
+        deployment = find(tenant, deployment_id)
+        if deployment.live:
             raise ParameterError(
                 f"Deployment #{deployment_id} is live: promote another deployment before discarding it"
             )
-        if record["status"] != DELETED:
-            record.update(status=DELETED, live=False)
+        if deployment.status != DELETED:
+            deployment.status, deployment.live = DELETED, False
             shutil.rmtree(tenant.staging_dir(deployment_id), ignore_errors=True)
             tenant.save()
-        return record
-
-
-def _make_live(tenant: Tenant, record: dict[str, Any]) -> None:
-    for other in tenant.all_deployments():
-        if other["live"]:
-            other.update(live=False, status=DELETED)
-    record.update(live=True, status=LIVE)
-    tenant.deployments.append(record)
+        return deployment
 
 
 def _check_build(
@@ -228,8 +195,9 @@ def _check_build(
         scratch.drop()
 
 
-def _swap(registry: Registry, tenant: Tenant, source: Path, allow_destructive: bool) -> list[dict[str, str]]:
-    """Make the datafiles in `source` the workspace's live project and build it; on failure, keep the old one."""
+def _swap(registry: Registry, tenant: Tenant, source: Path, deployment: Deployment) -> list[dict[str, str]]:
+    """Make the datafiles in `source` the workspace's live project, build it and make `deployment` live; on failure,
+    keep the old one and return the errors."""
     current = tenant.project_dir
     previous = tenant.deploy_dir / "previous"
     shutil.rmtree(previous, ignore_errors=True)
@@ -240,7 +208,7 @@ def _swap(registry: Registry, tenant: Tenant, source: Path, allow_destructive: b
     try:
         project = load_project(current)
         workspace = registry.engine.workspace(tenant.workspace.name, project, tenant.workspace.query_timeout)
-        workspace.build(replace_changed=allow_destructive, drop_stages=False)  # stages of appends in flight
+        workspace.build(replace_changed=deployment.allow_destructive, drop_stages=False)  # appends in flight
     except ProjectError as e:
         errors = [_error_entry(e, current)]
         shutil.rmtree(current, ignore_errors=True)
@@ -249,5 +217,5 @@ def _swap(registry: Registry, tenant: Tenant, source: Path, allow_destructive: b
         tenant.workspace.build(drop_stages=False)  # the previous project, as it was
         return errors
     shutil.rmtree(previous, ignore_errors=True)
-    tenant.go_live(workspace)
+    tenant.make_live(workspace, deployment)
     return []

@@ -15,7 +15,6 @@ what differs from the folder. To serve the folder again, deploy it, or remove `<
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import hmac
 import json
@@ -32,6 +31,7 @@ from ...errors import AuthError, NotFoundError, ParameterError, TbkitError
 from ...project.datafiles import Project, load_project
 from ...query import Reader
 from ...query.skeletons import Skeletons
+from .deployment import DATA_READY, DELETED, Deployment
 from .files import write_json
 from .secrets import SecretStore
 from .tokens import Token, TokenStore, jwt_workspace_id, looks_like_jwt
@@ -63,16 +63,6 @@ def has_datafiles(folder: Path) -> bool:
     return folder.is_dir() and (any(folder.rglob("*.datasource")) or any(folder.rglob("*.pipe")))
 
 
-def now() -> str:
-    """The current UTC time as Tinybird's deployment records show it."""
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def seed_deployment() -> dict[str, Any]:
-    """Deployment 0: what a workspace starts with (empty, or the main workspace's project folder)."""
-    return {"id": "0", "status": "data_ready", "live": True, "created_at": now(), "errors": [], "feedback": []}
-
-
 @dataclass
 class Tenant:
     """A served workspace: its database, project, tokens, folder and deployments.
@@ -91,8 +81,8 @@ class Tenant:
     tokens: TokenStore
     folder: Path
     deploy_dir: Path
-    deployments: list[dict[str, Any]] = field(default_factory=lambda: [seed_deployment()])
-    staged: list[dict[str, Any]] = field(default_factory=list)
+    deployments: list[Deployment] = field(default_factory=lambda: [Deployment.first()])
+    staged: list[Deployment] = field(default_factory=list)
     texts: dict[str, dict[str, str]] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
     # Table rewrites by query shape, shared by the workspaces of a server; and whether the engine holds the
@@ -125,20 +115,30 @@ class Tenant:
         """Where the datafiles of a staged deployment are kept until it is promoted or discarded."""
         return self.deploy_dir / "deployments" / deployment_id
 
-    def go_live(self, workspace: Workspace) -> None:
-        """Serve `workspace` (a new project built into this workspace's database), with its tokens."""
-        self.reader = self._reader(workspace)
-        self.workspace = workspace
-        self.texts = datafile_texts(workspace.project)
-        self.tokens = TokenStore.load(self.folder, workspace.project, self.tokens.admin.value)
+    def make_live(self, workspace: Workspace, deployment: Deployment) -> None:
+        """Serve `workspace` (a new project built into this workspace's database), with its tokens, as `deployment`:
+        the one way a deployment goes live. The live deployment it replaces is marked deleted (as Tinybird does);
+        a staged one leaves the staged list. The caller saves the workspace when its records are to be kept."""
+        with self.lock:
+            self.reader = self._reader(workspace)
+            self.workspace = workspace
+            self.texts = datafile_texts(workspace.project)
+            self.tokens = TokenStore.load(self.folder, workspace.project, self.tokens.admin.value)
+            for other in self.all_deployments():
+                if other.live:
+                    other.live, other.status = False, DELETED
+            deployment.live, deployment.status = True, DATA_READY
+            if deployment in self.staged:
+                self.staged.remove(deployment)
+            self.deployments.append(deployment)
 
-    def all_deployments(self) -> list[dict[str, Any]]:
-        """Every deployment record, oldest first (the order of Tinybird's `GET /v1/deployments`)."""
-        return sorted(self.deployments + self.staged, key=lambda record: int(record["id"]))
+    def all_deployments(self) -> list[Deployment]:
+        """Every deployment, oldest first (the order of Tinybird's `GET /v1/deployments`)."""
+        return sorted(self.deployments + self.staged, key=lambda deployment: int(deployment.id))
 
     def next_deployment_id(self) -> str:
         """The id of the next deployment: one more than any so far."""
-        return str(max(int(record["id"]) for record in self.all_deployments()) + 1)
+        return str(max(int(deployment.id) for deployment in self.all_deployments()) + 1)
 
     def resource_id(self, name: str) -> str:
         """A resource's stable id in Tinybird's form (`t_` and 32 hex digits), from the workspace and its name."""
@@ -152,8 +152,19 @@ class Tenant:
     def save(self) -> None:
         """Persist the workspace's identity and deployments."""
         self.deploy_dir.mkdir(parents=True, exist_ok=True)
-        meta = {"id": self.id, "name": self.name, "deployments": self.deployments, "staged": self.staged}
+        meta = {
+            "id": self.id,
+            "name": self.name,
+            "deployments": [deployment.to_record() for deployment in self.deployments],
+            "staged": [deployment.to_record() for deployment in self.staged],
+        }
         write_json(self.deploy_dir / "workspace.json", meta)  # a crash leaves the previous record, never half of one
+
+
+def _deployments(meta: dict[str, Any]) -> tuple[list[Deployment], list[Deployment]]:
+    """The live-over-time and staged deployments of a workspace.json."""
+    live = [Deployment.from_record(record) for record in meta.get("deployments") or []] or [Deployment.first()]
+    return live, [Deployment.from_record(record) for record in meta.get("staged", [])]
 
 
 def _read_meta(folder: Path) -> dict[str, Any]:
@@ -227,11 +238,10 @@ class Registry:
         reading = {"skeletons": skeletons or Skeletons(), "service_tables": service_tables}
         main = Tenant(MAIN, MAIN, workspace, tokens, data_dir, folder, **reading)
         if deployed:
-            main.deployments = meta.get("deployments") or [seed_deployment()]
-            main.staged = meta.get("staged", [])
+            main.deployments, main.staged = _deployments(meta)
             _warn_deployed(main, project)
         elif meta.get("staged"):
-            main.staged = meta["staged"]
+            main.staged = _deployments(meta)[1]
         registry = cls(engine, data_dir, main, prefix)
         for meta_path in sorted((data_dir / "workspaces").glob("*/workspace.json")):
             registry._load(meta_path.parent)
@@ -254,8 +264,7 @@ class Registry:
         workspace.build()
         tokens = TokenStore.load(folder, project)
         tenant = Tenant(meta["id"], meta["name"], workspace, tokens, folder, folder, **self._reading())
-        tenant.deployments = meta.get("deployments") or [seed_deployment()]
-        tenant.staged = meta.get("staged", [])
+        tenant.deployments, tenant.staged = _deployments(meta)
         self.tenants[tenant.name] = tenant
         return tenant
 
@@ -343,7 +352,7 @@ class Registry:
 
 def _warn_deployed(main: Tenant, folder_project: Project) -> None:
     """Say that the main workspace serves its last deployment, not the project folder, and what differs."""
-    live = next((r for r in reversed(main.deployments) if r.get("live")), main.deployments[-1])
+    live = next((d for d in reversed(main.deployments) if d.live), main.deployments[-1])
     theirs = datafile_texts(folder_project)
     differences = []
     for kind in ("datasource", "pipe"):
@@ -362,8 +371,8 @@ def _warn_deployed(main: Tenant, folder_project: Project) -> None:
     log.warning(
         "main workspace: serving deployment #%s (created %s) kept in %s, not the project folder %s (%s). "
         "Deploy the folder (tb --cloud deploy) to serve it, or remove %s to start from the folder again.",
-        live.get("id"),
-        live.get("created_at"),
+        live.id,
+        live.created_at,
         main.project_dir,
         folder_project.root,
         summary,

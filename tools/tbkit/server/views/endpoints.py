@@ -1,10 +1,10 @@
-"""Endpoint calls, `GET|POST /v0/pipes/<name>.json|.csv|.ndjson`, answered below `tornado.web`.
+"""Endpoint calls, `GET|POST /v0/pipes/<name>.json|.csv|.ndjson`, answered below `tornado.web`'s handlers.
 
-Endpoints are read far more often than anything else the server answers, so their route skips tornado's
-RequestHandler machinery (the route table, a handler object per request, output transforms, header
-bookkeeping: about 0.2 ms a call on a 2-core machine, as much as the rest of the HTTP layer). `EndpointRoute`
-wraps the application: a request for an endpoint path is answered by `EndpointCall`, an HTTP message delegate
-that checks the token, runs the call and writes the answer; every other request goes to the application.
+Endpoints are read far more often than anything else the server answers, so their route (`EndpointCalls`, one
+line of `routes()` like every other) skips tornado's RequestHandler machinery (a handler object per request,
+output transforms, header bookkeeping: about 0.2 ms a call on a 2-core machine, as much as the rest of the HTTP
+layer): the route table hands the request to `EndpointCall`, an HTTP message delegate that checks the token, runs
+the call and writes the answer.
 Everything a client sees is what the other routes give: the same access check (`base.check_scope`), error
 bodies (`base.error_answer`), concurrency limit, `Connection: close` while draining, access log, and each call
 recorded for `tinybird.pipe_stats_rt` once its token may read an existing endpoint.
@@ -27,12 +27,12 @@ import tornado.httputil
 import tornado.iostream
 import tornado.web
 
-from ..errors import ParameterError, TbkitError
-from .base import authenticate, bearer, check_scope, error_answer, log_access, redact, too_many_requests
-from .requests import EndpointRequest
-from .service import Service
-from .workspaces.registry import Tenant
-from .workspaces.tokens import READ, Token
+from ...errors import ParameterError, TbkitError
+from ..base import authenticate, bearer, check_scope, error_answer, log_access, redact, too_many_requests
+from ..requests import EndpointRequest
+from ..service import Service
+from ..workspaces.registry import Tenant
+from ..workspaces.tokens import READ, Token
 
 log = logging.getLogger("tbkit.server")
 
@@ -53,70 +53,35 @@ def result_rows(body: bytes, fmt: str) -> int:
     return max(lines - 1, 0) if fmt == "csv" else lines
 
 
-class _Date:
-    """The `Date` header's value, formatted once a second."""
+class EndpointCalls(tornado.httputil.HTTPServerConnectionDelegate):
+    """The route of endpoint calls (`routes()` maps PATH to it): each request gets an `EndpointCall`, an HTTP message
+    delegate, so tornado's RequestHandler machinery is skipped. Its state is the service's, and the `Date` header's
+    value, formatted once a second."""
 
-    second = -1
-    value = ""
-
-    @classmethod
-    def now(cls) -> str:
-        now = time.time()
-        if int(now) != cls.second:
-            cls.second, cls.value = int(now), tornado.httputil.format_timestamp(now)
-        return cls.value
-
-
-class EndpointRoute(tornado.httputil.HTTPServerConnectionDelegate):
-    """The server's request delegate: endpoint calls to `EndpointCall`, everything else to `app`."""
-
-    def __init__(self, app: tornado.httputil.HTTPServerConnectionDelegate, service: Service):
-        self.app = app
+    def __init__(self, service: Service):
         self.service = service
+        self._second = -1
+        self._date = ""
 
     def start_request(self, server_conn: object, request_conn: Any) -> tornado.httputil.HTTPMessageDelegate:
-        return _Dispatch(self, server_conn, request_conn)
+        return EndpointCall(self, request_conn)
 
-    def on_close(self, server_conn: object) -> None:
-        self.app.on_close(server_conn)
-
-
-class _Dispatch(tornado.httputil.HTTPMessageDelegate):
-    """Picks the request's delegate once its start line is known, then passes everything to it."""
-
-    def __init__(self, route: EndpointRoute, server_conn: object, request_conn: Any):
-        self.route = route
-        self.server_conn = server_conn
-        self.request_conn = request_conn
-        self.delegate: tornado.httputil.HTTPMessageDelegate | None = None
-
-    def headers_received(self, start_line: Any, headers: tornado.httputil.HTTPHeaders) -> Any:
-        found = PATH.match(start_line.path.partition("?")[0])
-        if found:
-            self.delegate = EndpointCall(self.route.service, self.request_conn, unquote(found[1]), found[2])
-        else:
-            self.delegate = self.route.app.start_request(self.server_conn, self.request_conn)
-        return self.delegate.headers_received(start_line, headers)
-
-    def data_received(self, chunk: bytes) -> Any:
-        return self.delegate.data_received(chunk)  # type: ignore[union-attr]
-
-    def finish(self) -> None:
-        self.delegate.finish()  # type: ignore[union-attr]
-
-    def on_connection_close(self) -> None:
-        if self.delegate is not None:
-            self.delegate.on_connection_close()
+    def date(self) -> str:
+        """The `Date` header's value now."""
+        now = time.time()
+        if int(now) != self._second:
+            self._second, self._date = int(now), tornado.httputil.format_timestamp(now)
+        return self._date
 
 
 class EndpointCall(tornado.httputil.HTTPMessageDelegate):
     """One endpoint call: parameters from the query string (and a POST's JSON or form body, whose values win)."""
 
-    def __init__(self, service: Service, connection: Any, name: str, fmt: str):
-        self.service = service
+    def __init__(self, route: EndpointCalls, connection: Any):
+        self.route = route
+        self.service = route.service
         self.connection = connection
-        self.name = name
-        self.fmt = fmt
+        self.name = self.fmt = ""
         self.chunks: list[bytes] = []
         self.counted = False
         self.recorded: tuple[Tenant, Token, dict[str, str]] | None = None
@@ -127,6 +92,8 @@ class EndpointCall(tornado.httputil.HTTPMessageDelegate):
         self.method: str = start_line.method
         self.uri: str = start_line.path
         self.headers = headers
+        found = PATH.match(self.uri.partition("?")[0])  # the route matched it: the pipe's name and the format
+        self.name, self.fmt = (unquote(found[1]), found[2]) if found else ("", "json")
         # read now: with `xheaders`, tornado restores the connection's own protocol once the request is read
         self.protocol: str = getattr(self.connection.context, "protocol", "http")
 
@@ -229,7 +196,7 @@ class EndpointCall(tornado.httputil.HTTPMessageDelegate):
                 **{
                     "Access-Control-Allow-Origin": "*",
                     "Content-Length": str(len(body)),
-                    "Date": _Date.now(),
+                    "Date": self.route.date(),
                     "Server": SERVER,
                 },
             )
