@@ -14,7 +14,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,32 +39,64 @@ QUERY_MEMORY_PERCENT = 20
 SERVER_MEMORY_PERCENT = 60
 
 
+def option(help: str, default: Any = None, *, kind: str = "", minimum: float | None = None) -> Any:
+    """A ServerConfig field that is also an option of `tbkit serve` and `tbkit dev`: the command line makes the
+    option from it (`--<field-name>`, this default, this help), so each default is written once, here.
+
+    `kind` says what the option takes when its type does not: `size` (bytes, as `2GiB` or `500MB`), `switch`
+    (`--x/--no-x`, None when not given), `flag`; `minimum` bounds a number.
+    """
+    return field(default=default, metadata={"option": {"help": help, "kind": kind, "minimum": minimum}})
+
+
 @dataclass
 class ServerConfig:
-    """Everything `tbkit serve` needs to know."""
+    """Everything `tbkit serve` needs to know; the fields made with `option()` are its command-line options."""
 
     project_dir: Path = Path("tinybird")
     data_dir: Path = Path(".tbkit")
-    host: str = "127.0.0.1"
-    port: int = 7181
-    admin_token: str | None = None
+    host: str = option("Address to listen on.", "127.0.0.1")
+    port: int = option("Port to listen on (Tinybird Local's).", 7181)
+    admin_token: str | None = option(
+        "Admin token of the served workspace (default: generated once and saved in the data directory)."
+    )
     max_events_bytes: int = 10 * 1024 * 1024
     max_upload_bytes: int = 1024 * 1024 * 1024
-    max_concurrency: int = 32
-    query_timeout: float | None = None
+    max_concurrency: int = option("Requests served at once; more are answered 429 Too Many Requests.", 32, minimum=1)
+    query_timeout: float | None = option("Cancel queries running longer (seconds).", minimum=0.1)
     # Memory limits in bytes of one read and of the whole server; None: QUERY_MEMORY_PERCENT and
     # SERVER_MEMORY_PERCENT of physical memory. They bind the engine a Service opens, not an injected one.
-    max_query_memory: int | None = None
-    max_server_memory: int | None = None
+    max_query_memory: int | None = option(
+        "Memory one read (Query API or endpoint) may use, e.g. 2GiB or 500MB; a query needing more is cancelled "
+        f"with a 400. Default: {QUERY_MEMORY_PERCENT} % of the machine's physical memory (or its container's limit).",
+        kind="size",
+    )
+    max_server_memory: int | None = option(
+        "Memory the whole server may use (ClickHouse's max_server_memory_usage), e.g. 8GiB; appends are held only "
+        f"to this. Default: {SERVER_MEMORY_PERCENT} % of the machine's physical memory (or its container's limit).",
+        kind="size",
+    )
     threads: int = 16
     # Tinybird Local's API: None serves it only on a loopback address (its /tokens is unauthenticated).
-    local_api: bool | None = None
+    local_api: bool | None = option(
+        "Answer Tinybird Local's API (/tokens, workspaces, deploys), so `tb --local` works. Default: on when bound "
+        "to a loopback address, off otherwise, because its /tokens is unauthenticated as in Tinybird Local.",
+        kind="switch",
+    )
     # Prefix of the engine databases of this server's workspaces, so servers can share one engine.
     database_prefix: str = ""
-    # Serve the project folder again, discarding a deployment made through the API and kept in data_dir.
-    reset_deployment: bool = False
-    # On SIGINT or SIGTERM, how long requests in flight may take to finish before their connections are cut.
-    shutdown_timeout: float = 30.0
+    reset_deployment: bool = option(
+        "Serve the --project folder again, discarding a deployment that `tb deploy` made and the data directory "
+        "kept (the data itself is kept).",
+        False,
+        kind="flag",
+    )
+    shutdown_timeout: float = option(
+        "On Ctrl+C or SIGTERM, stop accepting connections and let requests in flight finish for up to this many "
+        "seconds before cutting them (a second signal cuts them at once).",
+        30.0,
+        minimum=0,
+    )
 
     def memory_limits(self) -> MemoryLimits:
         """The engine's memory limits: reads to max_query_memory, the server to max_server_memory, and each write
