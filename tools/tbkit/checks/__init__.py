@@ -1,7 +1,10 @@
-"""The kinds of check `tbkit check` composes, one module each.
+"""`tbkit check` and the checks it composes, one module each, over a `targets.Target`.
 
-`cases` runs golden cases against a target; `coverage` says which parameters and template branches those cases
-exercise; `budgets` measures the rows and bytes each endpoint reads on generated data; `report` gathers every
-outcome and writes it as JUnit XML or GitHub annotations. Contracts, data-quality assertions and materialization
-audits are their own top-level modules (`contracts`, `assertions`, `audit`), since other commands use them too.
+- `run.py`: which checks run, on what target, in which order; `targets.py`: the embedded engine or an HTTP API.
+- `golden.py`: cases and golden files, compared as data; `cases.py`: running them.
+- `contracts.py`: endpoint contracts; `assertions.py`: data-quality SQL; `audit.py`: materialized targets
+  recomputed; `coverage.py`: parameters and template branches the cases take; `budgets.py`: rows and bytes read
+  on generated data.
+- `report.py`: the report as JSON, JUnit XML or GitHub annotations; `diff.py`: the project against a git revision;
+  `lint.py`: `tb fmt --diff` and the loader's validation; `export.py`: the cases as `tb test` files.
 """
