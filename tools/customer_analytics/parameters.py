@@ -1,24 +1,17 @@
-"""Generated data at a named scale, loaded into a workspace, and request parameters for it.
+"""Request parameters for our six endpoints on generated data: the benchmark's and the cost budgets' calls.
 
-What `tbkit bench` (latency) and `tbkit check --budgets` (rows and bytes read) share: the data is generated
-once by `datagen` into `<work_dir>/data-<label>-seed<seed>` and reused while its files are there, appended
-into a fresh embedded workspace with the generator's counts checked, and merged to the steady state; each
-endpoint gets deterministic default and varied parameters drawn from the generated customers.
+Deterministic for a number of customers and a seed: defaults (a random existing customer where one is required),
+and varied ones drawn from the generated customers, windows, filters and limits.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
-from ..engine import Workspace
-from ..errors import TbkitError
 from . import datagen
 
+# The endpoints `tbkit bench` times, in its tables' order: the per-customer point reads first.
 ENDPOINTS = (
     "customer_segment_lookup",
     "customer_cltv",
@@ -30,73 +23,6 @@ ENDPOINTS = (
 PER_CUSTOMER = ("customer_segment_lookup", "customer_cltv")
 LOCATIONS = ["New York", "Chicago", "Austin", "Seattle", "Miami", "Boston", "Denver"]
 EVENT_TYPES = ["purchase", "login", "page_view", "add_to_cart"]
-SMALL = 50_000  # customers: below this, data is generated in this process
-
-
-def prepare_data(
-    work_dir: Path,
-    label: str,
-    scale: str | None = None,
-    customers: int | None = None,
-    seed: int = 0,
-    log: Callable[[str], object] = lambda message: None,
-) -> tuple[Path, dict[str, Any]]:
-    """Generate the data of a named `scale` (or of `customers` customers) under `work_dir`, or reuse it when
-    its files and report are there; its folder and the generator's report."""
-    folder = work_dir / f"data-{label}-seed{seed}"
-    report_path = folder / "report.json"
-    if report_path.is_file():
-        report = json.loads(report_path.read_text())
-        if all((folder / f"{name}.ndjson").is_file() for name in datagen.DATASOURCES):
-            return folder, report
-    log(f"generating {label} data into {folder}")
-    size = datagen.SCALES[scale].customers if scale in datagen.SCALES else customers or 0
-    workers = 2 if size >= SMALL else 1  # starting worker processes costs more than a small scale takes
-    if scale:
-        report = datagen.generate_scale(folder, scale, seed, workers=workers).to_dict()
-    elif customers:
-        report = datagen.generate(folder, customers, seed=seed, workers=workers).to_dict()
-    else:
-        raise TbkitError(f"scale {label}: give a named scale or a number of customers")
-    report_path.write_text(json.dumps(report))
-    return folder, report
-
-
-def load(ws: Workspace, folder: Path, report: dict[str, Any]) -> dict[str, Any]:
-    """Append each file, time it, and check successful/quarantined rows against the generator's counts."""
-    figures: dict[str, Any] = {}
-    total_rows = total_seconds = 0.0
-    for name in datagen.DATASOURCES:
-        started = time.perf_counter()
-        result = ws.append(name, folder / f"{name}.ndjson")
-        seconds = time.perf_counter() - started
-        expected = report["files"][name]
-        rows = result.successful_rows + result.quarantined_rows
-        if (result.successful_rows, result.quarantined_rows) != (expected["valid"], expected["malformed"]):
-            raise TbkitError(
-                f"{name}: the engine stored {result.successful_rows} and quarantined {result.quarantined_rows}, "
-                f"the generator wrote {expected['valid']} valid and {expected['malformed']} malformed rows"
-            )
-        figures[name] = {
-            "rows": rows,
-            "successful_rows": result.successful_rows,
-            "quarantined_rows": result.quarantined_rows,
-            "seconds": round(seconds, 3),
-            "rows_per_second": round(rows / seconds),
-        }
-        total_rows, total_seconds = total_rows + rows, total_seconds + seconds
-    figures["all"] = {
-        "rows": int(total_rows),
-        "seconds": round(total_seconds, 3),
-        "rows_per_second": round(total_rows / total_seconds),
-    }
-    return figures
-
-
-def settle(ws: Workspace) -> None:
-    """Merge every table's parts, as background merges eventually do, so reads see the steady state."""
-    for name in ws.project.datasources:
-        ws.engine.execute(f"OPTIMIZE TABLE {ws.name}.{name} FINAL")
 
 
 class Parameters:

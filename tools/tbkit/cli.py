@@ -158,20 +158,20 @@ def exactly_one_of(*names: str):
     return decorator
 
 
-SCALE_HELP = "Named data scale: S = 10k customers, M = 100k, L = 1M (check --budgets: also those of budgets.yaml)."
+SCALE_HELP = "A named scale of the project's data generator, e.g. S, M, L (check --budgets: also budgets.yaml's)."
 
 
-def size_options(min_customers: int):
-    """--scale or --customers (exactly one): the size of generated data, for datagen and bench."""
+def size_options(min_rows: int):
+    """--scale or --rows (exactly one): the size of generated data, for datagen and bench."""
 
     def decorator(function):
         function = click.option(
-            "--customers",
-            type=click.IntRange(min=min_customers),
-            help="A custom number of customers instead of a named --scale.",
+            "--rows",
+            type=click.IntRange(min=min_rows),
+            help="A size in rows instead of a named --scale (the generator's rows: e.g. users, with their sessions).",
         )(function)
-        function = click.option("--scale", type=click.Choice(["S", "M", "L"]), help=SCALE_HELP)(function)
-        return exactly_one_of("scale", "customers")(function)
+        function = click.option("--scale", help=SCALE_HELP)(function)
+        return exactly_one_of("scale", "rows")(function)
 
     return decorator
 
@@ -535,46 +535,35 @@ def export_tests(project_dir, fixtures_dir):
 
 
 @main.command()
-@size_options(min_customers=1)
-@click.option(
-    "--events-per-customer",
-    type=click.FloatRange(min=0),
-    default=10,
-    show_default=True,
-    help="Average events per customer with --customers (each --scale has its own).",
-)
+@size_options(min_rows=1)
 @random_seed_option
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Files written in parallel.")
 @click.option("--out", type=FOLDER, required=True, help="Output folder.")
 @json_option
-def datagen(scale, customers, events_per_customer, random_seed, workers, out, as_json):
-    """Generate deterministic NDJSON for the four datasources at any scale.
+@project_option
+def datagen(scale, rows, random_seed, workers, out, as_json, project_dir):
+    """Generate deterministic NDJSON with the project's data generator, at a named scale or any size.
 
-    Skewed activity, several event types, re-sent customers, mixed-case and padded IDs and a small
-    share of malformed rows, streamed so memory stays flat. Named scales: S = 10k customers / 100k
-    events, M = 100k / 1M, L = 1M customers, 10M events, 5M transactions, 1M demographics.
+    The generator is the project's own, named by `workload` under [tool.tbkit] in pyproject.toml (or in
+    tbkit.yaml), found from --project up: it writes one <datasource>.ndjson per datasource it feeds, the same
+    bytes for the same --random-seed, and counts the rows the engine must quarantine. A size is in rows, the
+    generator's unit (a generator of users may count users, each with their sessions); --scale names one of its sizes.
 
     \b
     Examples:
       tbkit datagen --scale S --out data/S
-      tbkit datagen --customers 5000 --events-per-customer 20 --random-seed 7 --out data/custom
+      tbkit datagen --rows 5000 --random-seed 7 --out data/custom --json
     """
-    from .bench import datagen as generator
+    from .datagen import workload_of
 
-    if scale:
-        report = generator.generate_scale(out, scale, random_seed, workers=workers)
-    else:
-        report = generator.generate(out, customers, events_per_customer, random_seed, workers=workers)
-    summary = report.to_dict()
+    workload = workload_of(project_dir, "tbkit datagen")
+    data = workload.generate(out, workload.rows(scale) if scale else rows, random_seed, workers)
     if as_json:
-        click.echo(json.dumps(summary, indent=2))
+        click.echo(json.dumps(data.to_dict(), indent=2))
         return
-    for name, stats in summary["files"].items():
-        click.echo(
-            f"{OK} {name:<28} {stats['rows']:>12,} rows  {stats['malformed']:>8,} malformed  "
-            f"{stats['bytes']:>14,} bytes"
-        )
-    click.echo(f"wrote {out} in {summary['seconds']:.1f}s")
+    for name, file in data.files.items():
+        click.echo(f"{OK} {name:<28} {file.rows:>12,} rows  {file.malformed:>8,} malformed  {file.bytes:>14,} bytes")
+    click.echo(f"wrote {out} in {data.seconds:.1f}s")
 
 
 # The options of the server, shared by `tbkit serve` and `tbkit dev` (which adds its own --data-dir).
@@ -781,7 +770,8 @@ def _bench_compare(ctx: click.Context, paths: tuple[Path, Path] | None) -> None:
     """`bench --compare OLD NEW`: print the comparison and stop, before --scale is asked for."""
     if not paths or ctx.resilient_parsing:
         return
-    from .bench.harness import compare, load_result
+    from .bench.report import compare
+    from .bench.result import load_result
 
     try:
         click.echo(compare(load_result(paths[0]), load_result(paths[1])), nl=False)
@@ -791,7 +781,7 @@ def _bench_compare(ctx: click.Context, paths: tuple[Path, Path] | None) -> None:
 
 
 @main.command()
-@size_options(min_customers=100)
+@size_options(min_rows=100)
 @click.option(
     "--target",
     type=click.Choice(["embedded", "http"]),
@@ -801,7 +791,7 @@ def _bench_compare(ctx: click.Context, paths: tuple[Path, Path] | None) -> None:
 )
 @click.option("--calls", type=click.IntRange(min=5), default=200, show_default=True, help="Calls per series.")
 @random_seed_option
-@click.option("--no-peer", is_flag=True, help="Skip the DuckDB peer and its same-rows check.")
+@click.option("--no-peer", is_flag=True, help="Skip the project's peer (another engine) and its same-rows check.")
 @click.option(
     "--work-dir",
     type=FOLDER,
@@ -822,13 +812,14 @@ def _bench_compare(ctx: click.Context, paths: tuple[Path, Path] | None) -> None:
     callback=lambda ctx, param, paths: _bench_compare(ctx, paths),
     help="Measure nothing: print every figure of two --out results side by side with its ratio (new ÷ old).",
 )
-def bench(scale, customers, target, calls, random_seed, no_peer, work_dir, project_dir, out, markdown_path):
-    """Measure ingestion and endpoint latency at a scale, beside DuckDB on the same data.
+def bench(scale, rows, target, calls, random_seed, no_peer, work_dir, project_dir, out, markdown_path):
+    """Measure ingestion and endpoint latency at a scale, beside the project's peer on the same data.
 
-    Generates (or reuses) the data, loads it into a fresh embedded workspace, times bulk appends and the
-    Events API in 10k-row batches, calls every endpoint with default and varied parameters in-process
-    and over HTTP, measures `tbkit serve` start-up and peak memory, and runs the same six endpoints in
-    DuckDB (pip install '.[bench]'), checking both return the same rows.
+    Generates (or reuses) the data with the project's data generator, loads it into a fresh embedded workspace,
+    times bulk appends and the Events API in 10k-row batches, calls every endpoint with default and varied
+    parameters in-process and over HTTP, measures `tbkit serve` start-up and peak memory, and, when the project's
+    hook has a peer (another engine answering the same endpoints), times the same calls there, checking both
+    return the same rows.
 
     \b
     Examples:
@@ -836,13 +827,14 @@ def bench(scale, customers, target, calls, random_seed, no_peer, work_dir, proje
       tbkit bench --scale L --target http --markdown docs/bench-L.md
       tbkit bench --compare before-S.json after-S.json
     """
-    from .bench.harness import BenchConfig, markdown, run
+    from .bench.harness import BenchConfig, run
+    from .bench.report import markdown
 
     config = BenchConfig(
         scale=scale,
-        customers=customers,
+        rows=rows,
         calls=calls,
-        target=target,
+        http_series="all" if target == "http" else "default",
         seed=random_seed,
         work_dir=work_dir,
         project_dir=project_dir,
@@ -850,8 +842,7 @@ def bench(scale, customers, target, calls, random_seed, no_peer, work_dir, proje
         command="tbkit " + " ".join(sys.argv[1:]),
         log=lambda message: click.echo(f"» {message}", err=True),
     )
-    result = run(config, out, markdown_path)
-    click.echo(markdown(result))
+    click.echo(markdown(run(config, out, markdown_path)))
 
 
 @main.command()
