@@ -33,7 +33,7 @@ def run_bench(tmp_path, *args: str) -> dict:
         *args,
         "--work-dir",
         str(tmp_path / "bench"),
-        "--out",
+        "--result",
         str(out),
     ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
@@ -85,7 +85,7 @@ def test_a_small_bench_has_every_figure(tmp_path):
 
 @pytest.mark.slow
 def test_the_s_scale_bench_end_to_end(tmp_path):
-    result = run_bench(tmp_path, "--scale", "S", "--calls", "30", "--target", "http")
+    result = run_bench(tmp_path, "--scale", "S", "--calls", "30", "--http-series", "all")
     check_figures(result, 30)
     assert result["data"]["customer_events"] == 100_000
     assert all(result["http"][e]["varied"]["p50_ms"] > 0 for e in ENDPOINTS)
@@ -173,3 +173,13 @@ def test_a_result_written_before_the_hook_loads_whole_and_compares(tmp_path):
     assert "| customer_cltv default: HTTP p50 (ms) | 3.6 | 3.6 | 1.00× |" in table
     assert "| customer_cltv varied: DuckDB ÷ ours, http (×) | 2.4 | 2.4 | 1.00× |" in table
     assert "In one result only" not in table
+
+
+def test_compare_takes_no_measuring_option_and_measuring_takes_a_size(tmp_path):
+    (tmp_path / "r.json").write_text(json.dumps(fake_result(8.0, 11.0, 1000).to_dict()))
+    both = invoke(["bench", "--compare", str(tmp_path / "r.json"), str(tmp_path / "r.json"), "--scale", "S"])
+    assert both.exit_code == 2 and "Error: --compare measures nothing: it takes no --scale" in both.output
+    flags = invoke(["bench", "--no-peer", "--compare", str(tmp_path / "r.json"), str(tmp_path / "r.json")])
+    assert flags.exit_code == 2 and "it takes no --no-peer" in flags.output
+    neither = invoke(["bench", "--calls", "10"])
+    assert neither.exit_code == 2 and neither.output.strip().endswith("Error: pass exactly one of --scale and --rows")

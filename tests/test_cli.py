@@ -181,11 +181,12 @@ def test_every_option_of_every_command_has_help():
     assert missing == []
 
 
-# Option names that mean different things in different commands, on purpose: where to check, deploy or
-# bench; a token to call a target with or the admin token to serve with; an output folder or a result file.
-SEVERAL_MEANINGS = {"--target", "--token", "--out"}
-# An option of one command that differs on purpose: `tbkit dev` starts from a fresh data directory unless told.
-OWN_MEANING = {("dev", "--data-dir")}
+# Option names that mean different things in different commands: a token to call a target with, or the admin token
+# to serve with.
+SEVERAL_MEANINGS = {"--token"}
+# An option of one command that differs on purpose: `tbkit dev` starts from a fresh data directory unless told;
+# `tbkit deploy` must be told where (Tinybird Local or Cloud: there is nothing to deploy on the embedded engine).
+OWN_MEANING = {("dev", "--data-dir"), ("deploy", "--target")}
 
 
 def test_an_option_name_has_one_meaning_help_and_default_across_commands():
@@ -207,7 +208,7 @@ def test_generators_take_random_seed_and_only_check_takes_seed():
     assert old.exit_code == 2 and "No such option: --seed" in old.output
 
 
-@pytest.mark.parametrize(("command", "output"), [("datagen", "--out"), ("bench", "--out")])
+@pytest.mark.parametrize(("command", "output"), [("datagen", "--out"), ("bench", "--result")])
 @pytest.mark.parametrize("sizes", [["--scale", "S", "--rows", "200"], ["--rows", "200", "--scale", "S"], []])
 def test_generators_take_exactly_one_of_scale_and_rows(tmp_path, command, output, sizes):
     result = invoke([command, *sizes, output, str(tmp_path / "out")])
@@ -227,7 +228,7 @@ def test_bench_passes_its_options_to_the_library(monkeypatch, tmp_path):
     )
     monkeypatch.setattr(tbkit.bench.report, "markdown", lambda result: "| table |")
     args = ["bench", "--rows", "300", "--random-seed", "7", "--work-dir", str(tmp_path), "--no-peer"]
-    result = run(*args, "--target", "http", "--out", str(tmp_path / "r.json"))
+    result = run(*args, "--http-series", "all", "--result", str(tmp_path / "r.json"))
     assert result.exit_code == 0 and result.output == "| table |\n"
     ((config, result_path),) = calls
     assert (config.scale, config.rows, config.seed, config.work_dir, config.peer, config.http_series) == (

@@ -109,6 +109,13 @@ data_dir_option = click.option(
     show_default=True,
     help="Data directory of the served/embedded workspace (kept across restarts).",
 )
+target_option = click.option(
+    "--target",
+    default="embedded",
+    show_default=True,
+    help="Where: embedded (a fresh workspace seeded with the fixtures); local (Tinybird Local on TB_LOCAL_HOST:"
+    "TB_LOCAL_PORT); cloud (TB_HOST/TB_TOKEN); or a URL (with --token).",
+)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of text.")
 markdown_option = click.option(
     "--markdown", "markdown_path", type=FILE, help="Also write the report as a markdown table to this file."
@@ -161,8 +168,9 @@ def exactly_one_of(*names: str):
 SCALE_HELP = "A named scale of the project's data generator, e.g. S, M, L (check --budgets: also budgets.yaml's)."
 
 
-def size_options(min_rows: int):
-    """--scale or --rows (exactly one): the size of generated data, for datagen and bench."""
+def size_options(min_rows: int, checked: bool = True):
+    """--scale or --rows: the size of generated data, for datagen and bench; exactly one unless not `checked` (the
+    command checks it)."""
 
     def decorator(function):
         function = click.option(
@@ -171,9 +179,20 @@ def size_options(min_rows: int):
             help="A size in rows instead of a named --scale (the generator's rows: e.g. users, with their sessions).",
         )(function)
         function = click.option("--scale", help=SCALE_HELP)(function)
-        return exactly_one_of("scale", "rows")(function)
+        return exactly_one_of("scale", "rows")(function) if checked else function
 
     return decorator
+
+
+def given_options(ctx: click.Context, leaving_out: set[str]) -> list[str]:
+    """The command's options given on the command line, but those named in `leaving_out`, as `--name`."""
+    from click.core import ParameterSource
+
+    return [
+        max(param.opts, key=len)
+        for param in ctx.command.params
+        if param.name not in leaving_out and ctx.get_parameter_source(param.name) is ParameterSource.COMMANDLINE
+    ]
 
 
 def watch_option(function):
@@ -318,12 +337,7 @@ def _print_budgets(report) -> None:
     is_flag=True,
     help="With --update, also write contract changes that break consumers (a removed column, a required parameter).",
 )
-@click.option(
-    "--target",
-    default="embedded",
-    show_default=True,
-    help="embedded; local (deploy to Tinybird Local with tb, seed, check); cloud (TB_HOST/TB_TOKEN); or a URL.",
-)
+@target_option
 @click.option("--token", envvar="TB_TOKEN", help="Token for an HTTP target (default: $TB_TOKEN).")
 @click.option("--seed", is_flag=True, help="Seed fixtures into a remote target (refused otherwise for cloud).")
 @click.option("--rel-tol", type=float, default=1e-9, show_default=True, help="Relative tolerance for floats.")
@@ -372,7 +386,8 @@ def check(
 ):
     """Check every endpoint against its golden files and its contract.
 
-    Builds the project into a fresh embedded workspace, seeds every fixture, runs each case of
+    Builds the project into a fresh embedded workspace and seeds every fixture (--target local deploys it to
+    Tinybird Local with `tb` and seeds it; cloud or a URL is checked as it is, unless --seed), runs each case of
     fixtures/cases/<endpoint>.yaml and compares the response with fixtures/golden/<endpoint>/<case>.json
     as data. Prints one line per case and `N passed, M failed`; exits 1 when a case fails. On the embedded
     target, also compares each endpoint's parameters and columns with fixtures/contracts/<endpoint>.yaml and
@@ -444,13 +459,7 @@ def check(
 
 @main.command()
 @layout_options
-@click.option(
-    "--target",
-    default="embedded",
-    show_default=True,
-    help="embedded (a fresh workspace seeded with the fixtures); local (Tinybird Local), cloud (TB_HOST/TB_TOKEN) "
-    "or a URL, audited as they are.",
-)
+@target_option
 @click.option("--token", envvar="TB_TOKEN", help="Token for a URL target (default: $TB_TOKEN).")
 @click.option(
     "--limit", type=click.IntRange(min=1), default=10, show_default=True, help="Differing keys shown per target."
@@ -462,7 +471,8 @@ def audit(project_dir, fixtures_dir, target, token, limit, as_json):
     For each target of the materializations (TYPE MATERIALIZED), recomputes it from its sources with the
     SELECTs of every materialization that feeds it, merges it as the target's engine does (aggregate
     functions, latest version) and compares it with the target, key by key of its sorting key. Prints one
-    line per target and the differing keys with both values; exits 1 on a difference.
+    line per target and the differing keys with both values; exits 1 on a difference. A --target other than
+    embedded is audited as it is.
 
     \b
     Examples:
@@ -766,28 +776,14 @@ def deploy(project_dir, target, check_only, allow_destructive_operations):
     click.echo(f"{OK} tb {target} deploy {'check passed' if check_only else 'succeeded'}")
 
 
-def _bench_compare(ctx: click.Context, paths: tuple[Path, Path] | None) -> None:
-    """`bench --compare OLD NEW`: print the comparison and stop, before --scale is asked for."""
-    if not paths or ctx.resilient_parsing:
-        return
-    from .bench.report import compare
-    from .bench.result import load_result
-
-    try:
-        click.echo(compare(load_result(paths[0]), load_result(paths[1])), nl=False)
-    except TbkitError as e:
-        raise click.BadParameter(str(e), ctx, param_hint="--compare") from None
-    ctx.exit()
-
-
 @main.command()
-@size_options(min_rows=100)
+@size_options(min_rows=100, checked=False)
 @click.option(
-    "--target",
-    type=click.Choice(["embedded", "http"]),
-    default="embedded",
+    "--http-series",
+    type=click.Choice(["default", "all"]),
+    default="default",
     show_default=True,
-    help="embedded: only the default-parameter series also runs over HTTP; http: the varied series too.",
+    help="Which series also run over HTTP: default (the default-parameter series) or all (the varied series too).",
 )
 @click.option("--calls", type=click.IntRange(min=5), default=200, show_default=True, help="Calls per series.")
 @random_seed_option
@@ -800,33 +796,43 @@ def _bench_compare(ctx: click.Context, paths: tuple[Path, Path] | None) -> None:
     help="Folder for the generated data (reused when it matches), the bench workspace and the results.",
 )
 @project_option
-@click.option("--out", type=FILE, help="JSON result (default: result-<scale>.json in --work-dir).")
+@click.option("--result", "result_path", type=FILE, help="JSON result (default: result-<scale>.json in --work-dir).")
 @markdown_option
 @click.option(
     "--compare",
     nargs=2,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     metavar="OLD.json NEW.json",
-    is_eager=True,
-    expose_value=False,
-    callback=lambda ctx, param, paths: _bench_compare(ctx, paths),
-    help="Measure nothing: print every figure of two --out results side by side with its ratio (new ÷ old).",
+    help="Measure nothing: print every figure of two --result files side by side with its ratio (new ÷ old).",
 )
-def bench(scale, rows, target, calls, random_seed, no_peer, work_dir, project_dir, out, markdown_path):
+def bench(
+    scale, rows, http_series, calls, random_seed, no_peer, work_dir, project_dir, result_path, markdown_path, compare
+):
     """Measure ingestion and endpoint latency at a scale, beside the project's peer on the same data.
 
     Generates (or reuses) the data with the project's data generator, loads it into a fresh embedded workspace,
     times bulk appends and the Events API in 10k-row batches, calls every endpoint with default and varied
     parameters in-process and over HTTP, measures `tbkit serve` start-up and peak memory, and, when the project's
     hook has a peer (another engine answering the same endpoints), times the same calls there, checking both
-    return the same rows.
+    return the same rows. --compare prints two results side by side instead, and takes no other option.
 
     \b
     Examples:
       tbkit bench --scale S
-      tbkit bench --scale L --target http --markdown docs/bench-L.md
+      tbkit bench --scale L --http-series all --markdown docs/bench-L.md
       tbkit bench --compare before-S.json after-S.json
     """
+    ctx = click.get_current_context()
+    if compare:
+        if given := given_options(ctx, {"compare"}):
+            raise click.UsageError(f"--compare measures nothing: it takes no {', '.join(given)}", ctx)
+        from .bench.report import compare as side_by_side
+        from .bench.result import load_result
+
+        click.echo(side_by_side(load_result(compare[0]), load_result(compare[1])), nl=False)
+        return
+    if (scale is None) == (rows is None):
+        raise click.UsageError("pass exactly one of --scale and --rows", ctx)
     from .bench.harness import BenchConfig, run
     from .bench.report import markdown
 
@@ -834,7 +840,7 @@ def bench(scale, rows, target, calls, random_seed, no_peer, work_dir, project_di
         scale=scale,
         rows=rows,
         calls=calls,
-        http_series="all" if target == "http" else "default",
+        http_series=http_series,
         seed=random_seed,
         work_dir=work_dir,
         project_dir=project_dir,
@@ -842,7 +848,7 @@ def bench(scale, rows, target, calls, random_seed, no_peer, work_dir, project_di
         command="tbkit " + " ".join(sys.argv[1:]),
         log=lambda message: click.echo(f"» {message}", err=True),
     )
-    click.echo(markdown(run(config, out, markdown_path)))
+    click.echo(markdown(run(config, result_path, markdown_path)))
 
 
 @main.command()
