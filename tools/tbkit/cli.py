@@ -253,7 +253,7 @@ def main() -> None:
     \b
     Examples:
       tbkit check                          # every golden case on the embedded engine
-      tbkit check --endpoint customer_cltv --case seed_outlier
+      tbkit check --endpoint top_pages --case last_week
       tbkit check --update                 # accept current outputs as the new golden files
     """
 
@@ -403,13 +403,13 @@ def check(
     \b
     Examples:
       tbkit check
-      tbkit check --endpoint customer_segment_lookup
+      tbkit check --endpoint top_pages
       tbkit check --update --case new_case_name
       tbkit check --update --accept-breaking       # accept a renamed column in the contracts
       tbkit check --watch                          # rerun the affected cases on every save
       tbkit check --junit reports/junit.xml
       tbkit check --audit --min-coverage 100       # materialized targets, every parameter and branch
-      tbkit check --budgets --scale S              # rows and bytes read on 10k generated customers
+      tbkit check --budgets --scale S              # rows and bytes read on the generator's scale S
       tbkit check --budgets --scale S --baseline   # record the figures in fixtures/budgets-baseline.json
       tbkit check --target local                   # Tinybird Local on TB_LOCAL_HOST:TB_LOCAL_PORT
       tbkit check --target http://localhost:7181 --token $TB_TOKEN --seed
@@ -508,7 +508,7 @@ def seed(project_dir, fixtures_dir, data_dir, workspace, datasource, files):
     \b
     Examples:
       tbkit seed
-      tbkit seed --datasource customer_events big_export.ndjson
+      tbkit seed --datasource page_views big_export.ndjson
     """
     from .engine.seeding import seed_workspace
 
@@ -678,7 +678,7 @@ def serve(project_dir, data_dir, **options):
     \b
     Example:
       tbkit serve --port 7181
-      curl "http://localhost:7181/v0/pipes/cltv_summary.json?token=$TB_TOKEN"
+      curl "http://localhost:7181/v0/pipes/top_pages.json?token=$TB_TOKEN"
     """
     from .server import serve as run
 

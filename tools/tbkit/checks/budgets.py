@@ -162,7 +162,7 @@ class Call:
         }
 
     def describe(self) -> str:
-        """`varied {customer_id: 'x'}`, for a message."""
+        """`varied {"id": "x"}`, for a message."""
         return f"{self.series} {json.dumps(self.params, sort_keys=True)}"
 
 
@@ -199,7 +199,7 @@ class EndpointBudget:
         }
 
     def summary(self) -> str:
-        """`customer_cltv: 41 calls, at most 1,024 rows (budget 2,048) and 40,960 bytes (budget 81,920)`."""
+        """`top_pages: 41 calls, at most 1,024 rows (budget 2,048) and 40,960 bytes (budget 81,920)`."""
         rows, size = self.max_rows.rows_read, self.max_bytes.bytes_read
         rows_budget = f" (budget {self.budget.max_rows_read:,})" if self.budget else " (no budget)"
         bytes_budget = f" (budget {self.budget.max_bytes_read:,})" if self.budget and self.budget.max_bytes_read else ""
