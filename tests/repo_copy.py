@@ -5,9 +5,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import yaml
 from click.testing import CliRunner, Result
 
 from tbkit.cli import Shared, main
+from tbkit.project.config import find_config
 
 from . import ROOT
 
@@ -21,10 +23,15 @@ TB_STATE = (".tinyb", ".env", ".env.local", "tinybird.config.json", "tinybird.js
 
 def copy_project(root: Path, source: Path = ROOT, *, leave_out: tuple[str, ...] = ()) -> Path:
     """Copy tinybird/ (links kept; exported tests, tb state and `leave_out` left out) and fixtures/ of `source`
-    into `root`; `root`."""
+    into `root`, with `source`'s tbkit configuration as a tbkit.yaml (its python-path absolute, so the copy's
+    hook imports `source`'s package); `root`."""
     ignore = shutil.ignore_patterns("tests", *TB_STATE, *leave_out)
     shutil.copytree(source / "tinybird", root / "tinybird", symlinks=True, ignore=ignore)
     shutil.copytree(source / "fixtures", root / "fixtures")
+    config = find_config(source / "tinybird")
+    if config.workload:
+        settings = {"workload": config.workload, "python-path": [str(folder) for folder in config.python_path]}
+        (root / "tbkit.yaml").write_text(yaml.safe_dump(settings))
     return root
 
 

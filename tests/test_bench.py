@@ -1,4 +1,5 @@
-"""`tbkit bench` produces every figure: ingestion, latencies, server, and DuckDB with the same rows."""
+"""`tbkit bench` produces every figure: ingestion, latencies, server, and our DuckDB peer with the same rows; results
+of any version load and compare."""
 
 from __future__ import annotations
 
@@ -8,11 +9,18 @@ import sys
 
 import pytest
 
-from tbkit.bench.duckdb_peer import DuckDBPeer
-from tbkit.bench.harness import ENDPOINTS, percentile, summary
+from customer_analytics.duckdb_peer import DuckDBPeer
+from customer_analytics.parameters import ENDPOINTS
+from tbkit.bench.harness import percentile, summary
+from tbkit.bench.report import compare, overhead_ms
+from tbkit.bench.result import BenchResult, load_result
 
 from . import ROOT
 from .repo_copy import invoke
+
+# A result an earlier version wrote (`tbkit bench --scale S --target http --out ...`, before the data generator became
+# the project's hook and the result a typed one): today's must load it and compare with it.
+BEFORE_THE_HOOK = ROOT / "tests" / "data" / "bench-S-before-the-hook.json"
 
 
 def run_bench(tmp_path, *args: str) -> dict:
@@ -25,7 +33,7 @@ def run_bench(tmp_path, *args: str) -> dict:
         *args,
         "--work-dir",
         str(tmp_path / "bench"),
-        "--out",
+        "--result",
         str(out),
     ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
@@ -62,7 +70,7 @@ def check_figures(result: dict, calls: int) -> None:
 def test_percentiles_use_the_nearest_rank():
     values = [float(v) for v in range(1, 101)]
     assert (percentile(values, 0.5), percentile(values, 0.95), percentile(values, 0.99)) == (50.0, 95.0, 99.0)
-    assert summary([0.001, 0.002, 0.003], [10, 30, 20]) == {
+    assert summary([0.001, 0.002, 0.003], [10, 30, 20]).to_dict() == {
         "calls": 3,
         "p50_ms": 2.0,
         "p95_ms": 3.0,
@@ -72,12 +80,12 @@ def test_percentiles_use_the_nearest_rank():
 
 
 def test_a_small_bench_has_every_figure(tmp_path):
-    check_figures(run_bench(tmp_path, "--customers", "1500", "--calls", "10"), 10)
+    check_figures(run_bench(tmp_path, "--rows", "1500", "--calls", "10"), 10)
 
 
 @pytest.mark.slow
 def test_the_s_scale_bench_end_to_end(tmp_path):
-    result = run_bench(tmp_path, "--scale", "S", "--calls", "30", "--target", "http")
+    result = run_bench(tmp_path, "--scale", "S", "--calls", "30", "--http-series", "all")
     check_figures(result, 30)
     assert result["data"]["customer_events"] == 100_000
     assert all(result["http"][e]["varied"]["p50_ms"] > 0 for e in ENDPOINTS)
@@ -101,10 +109,14 @@ def test_the_duckdb_peer_keeps_every_valid_line_among_broken_ones(tmp_path):
         loaded = peer.load({"customer_transactions": path})
     finally:
         peer.close()
-    assert loaded["customer_transactions"]["rows"] == valid == 300_000 - 301
+    assert loaded["customer_transactions"] == valid == 300_000 - 301
 
 
-def fake_result(p50: float, http_p50: float, rows_per_second: int) -> dict:
+def fake_result(p50: float, http_p50: float, rows_per_second: int) -> BenchResult:
+    return BenchResult.from_dict(fake_result_json(p50, http_p50, rows_per_second))
+
+
+def fake_result_json(p50: float, http_p50: float, rows_per_second: int) -> dict:
     figures = {"calls": 5, "p50_ms": p50, "p95_ms": p50 * 2, "p99_ms": p50 * 3, "rows_read": 10}
     http = {"calls": 5, "p50_ms": http_p50, "p95_ms": http_p50, "p99_ms": http_p50}
     return {
@@ -125,18 +137,13 @@ def test_server_timing_gives_the_engine_duration():
 
 
 def test_the_per_call_overhead_wins_over_the_difference_of_two_series():
-    from tbkit.bench.harness import overhead_ms
-
-    result = fake_result(5.0, 8.0, 1000)
-    assert overhead_ms(result, "customer_cltv", "default") == 3.0
-    result["http"]["customer_cltv"]["default"] = {**result["http"]["customer_cltv"]["default"], "overhead_p50_ms": 0.4}
-    assert overhead_ms(result, "customer_cltv", "default") == 0.4
+    data = fake_result_json(5.0, 8.0, 1000)
+    assert overhead_ms(BenchResult.from_dict(data), "customer_cltv", "default") == 3.0
+    data["http"]["customer_cltv"]["default"] = {**data["http"]["customer_cltv"]["default"], "overhead_p50_ms": 0.4}
+    assert overhead_ms(BenchResult.from_dict(data), "customer_cltv", "default") == 0.4
 
 
 def test_compare_prints_each_figure_with_its_ratio(tmp_path):
-
-    from tbkit.bench.harness import compare, overhead_ms
-
     old, new = fake_result(8.0, 11.0, 1000), fake_result(4.0, 4.5, 1500)
     assert (overhead_ms(old, "customer_cltv", "default"), overhead_ms(new, "customer_cltv", "varied")) == (3.0, None)
     table = compare(old, new)
@@ -145,8 +152,8 @@ def test_compare_prints_each_figure_with_its_ratio(tmp_path):
     assert "| bulk append all (rows/s) | 1,000 | 1,500 | 1.50× |" in table
     noisy = fake_result(8.0, 7.5, 1000)  # HTTP faster than in-process: a negative overhead has no ratio
     assert "| customer_cltv default: server overhead p50 (ms) | -0.5 | 0.5 | - |" in compare(noisy, new)
-    (tmp_path / "old.json").write_text(json.dumps(old))
-    (tmp_path / "new.json").write_text(json.dumps(new))
+    (tmp_path / "old.json").write_text(json.dumps(old.to_dict()))
+    (tmp_path / "new.json").write_text(json.dumps(new.to_dict()))
     (tmp_path / "bad.json").write_text("{not json")
     result = invoke(["bench", "--compare", str(tmp_path / "old.json"), str(tmp_path / "new.json")])
     assert result.exit_code == 0, result.output
@@ -154,3 +161,25 @@ def test_compare_prints_each_figure_with_its_ratio(tmp_path):
     result = invoke(["bench", "--compare", str(tmp_path / "old.json"), str(tmp_path / "bad.json")])
     assert result.exit_code != 0
     assert "bad.json: not JSON" in result.output
+
+
+def test_a_result_written_before_the_hook_loads_whole_and_compares(tmp_path):
+    """Every key of an older result is read into the typed result and written back the same."""
+    before = json.loads(BEFORE_THE_HOOK.read_text())
+    result = load_result(BEFORE_THE_HOOK)
+    assert result.to_dict() == before
+    assert result.endpoints == list(ENDPOINTS) and result.peer is not None and result.peer.label == "DuckDB"
+    table = compare(result, result)
+    assert "| customer_cltv default: HTTP p50 (ms) | 3.6 | 3.6 | 1.00× |" in table
+    assert "| customer_cltv varied: DuckDB ÷ ours, http (×) | 2.4 | 2.4 | 1.00× |" in table
+    assert "In one result only" not in table
+
+
+def test_compare_takes_no_measuring_option_and_measuring_takes_a_size(tmp_path):
+    (tmp_path / "r.json").write_text(json.dumps(fake_result(8.0, 11.0, 1000).to_dict()))
+    both = invoke(["bench", "--compare", str(tmp_path / "r.json"), str(tmp_path / "r.json"), "--scale", "S"])
+    assert both.exit_code == 2 and "Error: --compare measures nothing: it takes no --scale" in both.output
+    flags = invoke(["bench", "--no-peer", "--compare", str(tmp_path / "r.json"), str(tmp_path / "r.json")])
+    assert flags.exit_code == 2 and "it takes no --no-peer" in flags.output
+    neither = invoke(["bench", "--calls", "10"])
+    assert neither.exit_code == 2 and neither.output.strip().endswith("Error: pass exactly one of --scale and --rows")

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tbkit.bench.workload import PER_CUSTOMER
+from customer_analytics.parameters import PER_CUSTOMER
+from customer_analytics.workload import WORKLOAD
 from tbkit.checks import budgets, golden
 from tbkit.checks.budgets import Budget, Call, EndpointBudget
 from tbkit.checks.run import Options, check
@@ -73,7 +74,7 @@ def test_the_committed_budgets_hold_at_the_test_scale(engine, project, layout, c
     assert sorted(e.endpoint for e in report.endpoints) == sorted(ENDPOINTS)
     generated = json.loads((data_dir / "data-XS-seed0" / "report.json").read_text())
     assert report.data == {name: generated["files"][name]["valid"] for name in report.data}
-    declared = budgets.load(layout.fixtures_dir / budgets.FILE_NAME)
+    declared = budgets.load(layout.fixtures_dir / budgets.FILE_NAME, WORKLOAD.scales)
     for endpoint in report.endpoints:
         limit = declared.budgets[endpoint.endpoint]["XS"]
         assert 0 < endpoint.max_rows.rows_read <= limit.max_rows_read
@@ -134,7 +135,7 @@ def test_the_baseline_records_the_figures_and_a_later_run_fails_past_the_thresho
 def test_per_customer_endpoints_have_the_same_budget_and_hold_it_at_s_and_m(engine, project, layout, cases):
     """The flat-cost claim, on real data: the budget of a per-customer endpoint does not grow from S (10k
     customers) to M (100k). The data is cached where `tbkit bench` and `tbkit check --budgets` cache it."""
-    declared = budgets.load(layout.fixtures_dir / budgets.FILE_NAME)
+    declared = budgets.load(layout.fixtures_dir / budgets.FILE_NAME, WORKLOAD.scales)
     for endpoint in PER_CUSTOMER:
         assert declared.budgets[endpoint]["S"] == declared.budgets[endpoint]["M"]
     work_dir = ROOT / budgets.WORK_DIR
@@ -186,20 +187,22 @@ def test_the_baseline_threshold_is_exclusive_and_an_endpoint_without_budget_fail
         ("endpoints: {e: {S: {max_rows_read: -1}}}", "endpoints: e: S: max_rows_read: expected a positive integer"),
         ("endpoints: {e: {S: {max_rows_read: 1, rows: 2}}}", "endpoints: e: S: unknown key rows"),
         ("threshold_percent: lots", "threshold_percent: expected a number of percent >= 0, got 'lots'"),
-        ("scales: {S: {customers: 5}}", "scales: S is datagen's own scale"),
+        ("scales: {S: {rows: 5}}", "scales: S is a scale of the project's generator"),
+        ("scales: {XS: {customers: 2000}}", "scales: XS: expected {rows: N} (a size in rows, the unit of"),
+        ("scales: {XS: {rows: 0}}", "scales: XS: rows: expected a positive integer, got 0"),
         ("budget: {}", "unknown key budget"),
     ],
 )
 def test_a_bad_budgets_file_names_the_file_the_entry_and_what_was_expected(tmp_path, content, message):
     path = tmp_path / "budgets.yaml"
-    path.write_text("scales: {XS: {customers: 2000}}\n" + content if "scales" not in content else content)
+    path.write_text("scales: {XS: {rows: 2000}}\n" + content if "scales" not in content else content)
     with pytest.raises(ProjectError) as error:
-        budgets.load(path)
+        budgets.load(path, {"S": 10, "M": 100, "L": 1000})
     assert str(path) in str(error.value) and message in str(error.value)
 
 
 def test_the_committed_budgets_file_loads_and_names_every_endpoint_at_every_measured_scale(layout):
-    declared = budgets.load(layout.fixtures_dir / budgets.FILE_NAME)
+    declared = budgets.load(layout.fixtures_dir / budgets.FILE_NAME, WORKLOAD.scales)
     assert declared.threshold_percent == 25 and declared.scales == {"XS": 2000}
     assert {e: sorted(s) for e, s in declared.budgets.items()} == {e: ["M", "S", "XS"] for e in ENDPOINTS}
     baseline = budgets.load_baseline(layout.fixtures_dir / budgets.BASELINE_NAME)

@@ -181,11 +181,12 @@ def test_every_option_of_every_command_has_help():
     assert missing == []
 
 
-# Option names that mean different things in different commands, on purpose: where to check, deploy or
-# bench; a token to call a target with or the admin token to serve with; an output folder or a result file.
-SEVERAL_MEANINGS = {"--target", "--token", "--out"}
-# An option of one command that differs on purpose: `tbkit dev` starts from a fresh data directory unless told.
-OWN_MEANING = {("dev", "--data-dir")}
+# Option names that mean different things in different commands: a token to call a target with, or the admin token
+# to serve with.
+SEVERAL_MEANINGS = {"--token"}
+# An option of one command that differs on purpose: `tbkit dev` starts from a fresh data directory unless told;
+# `tbkit deploy` must be told where (Tinybird Local or Cloud: there is nothing to deploy on the embedded engine).
+OWN_MEANING = {("dev", "--data-dir"), ("deploy", "--target")}
 
 
 def test_an_option_name_has_one_meaning_help_and_default_across_commands():
@@ -203,51 +204,53 @@ def test_generators_take_random_seed_and_only_check_takes_seed():
     takes_seed = sorted(name for name, param in _options() if "--seed" in param.opts)
     takes_random_seed = sorted(name for name, param in _options() if "--random-seed" in param.opts)
     assert (takes_seed, takes_random_seed) == (["check"], ["bench", "datagen"])
-    old = invoke(["datagen", "--customers", "3", "--seed", "3", "--out", "x"])
+    old = invoke(["datagen", "--rows", "3", "--seed", "3", "--out", "x"])
     assert old.exit_code == 2 and "No such option: --seed" in old.output
 
 
-@pytest.mark.parametrize("command", ["datagen", "bench"])
-@pytest.mark.parametrize("sizes", [["--scale", "S", "--customers", "200"], ["--customers", "200", "--scale", "S"], []])
-def test_generators_take_exactly_one_of_scale_and_customers(tmp_path, command, sizes):
-    result = invoke([command, *sizes, "--out", str(tmp_path / "out")])
+@pytest.mark.parametrize(("command", "output"), [("datagen", "--out"), ("bench", "--result")])
+@pytest.mark.parametrize("sizes", [["--scale", "S", "--rows", "200"], ["--rows", "200", "--scale", "S"], []])
+def test_generators_take_exactly_one_of_scale_and_rows(tmp_path, command, output, sizes):
+    result = invoke([command, *sizes, output, str(tmp_path / "out")])
     assert result.exit_code == 2, result.output
     assert result.output.startswith(f"Usage: main {command} [OPTIONS]")
-    assert result.output.strip().endswith("Error: pass exactly one of --scale and --customers")
+    assert result.output.strip().endswith("Error: pass exactly one of --scale and --rows")
     assert not (tmp_path / "out").exists()
 
 
 def test_bench_passes_its_options_to_the_library(monkeypatch, tmp_path):
     import tbkit.bench.harness
+    import tbkit.bench.report
 
     calls = []
     monkeypatch.setattr(
-        tbkit.bench.harness, "run", lambda config, out, markdown_path: calls.append((config, out)) or {}
+        tbkit.bench.harness, "run", lambda config, result_path, markdown_path: calls.append((config, result_path))
     )
-    monkeypatch.setattr(tbkit.bench.harness, "markdown", lambda result: "| table |")
-    args = ["bench", "--customers", "300", "--random-seed", "7", "--work-dir", str(tmp_path), "--no-peer"]
-    result = run(*args)
+    monkeypatch.setattr(tbkit.bench.report, "markdown", lambda result: "| table |")
+    args = ["bench", "--rows", "300", "--random-seed", "7", "--work-dir", str(tmp_path), "--no-peer"]
+    result = run(*args, "--http-series", "all", "--result", str(tmp_path / "r.json"))
     assert result.exit_code == 0 and result.output == "| table |\n"
-    ((config, out),) = calls
-    assert (config.scale, config.customers, config.seed, config.work_dir, config.peer) == (
+    ((config, result_path),) = calls
+    assert (config.scale, config.rows, config.seed, config.work_dir, config.peer, config.http_series) == (
         None,
         300,
         7,
         tmp_path,
         False,
+        "all",
     )
-    assert out is None
+    assert result_path == tmp_path / "r.json"
 
 
 def test_datagen_writes_the_four_datasources(tmp_path):
-    result = run("datagen", "--customers", "300", "--random-seed", "3", "--out", str(tmp_path / "data"), "--json")
+    result = run("datagen", "--rows", "300", "--random-seed", "3", "--out", str(tmp_path / "data"), "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["files"]["customer_events"]["rows"] == 3000
     for name in ("customers", "customer_events", "customer_transactions", "customer_demographics"):
         lines = (tmp_path / "data" / f"{name}.ndjson").read_text().splitlines()
         assert len(lines) == report["files"][name]["rows"]
-    again = run("datagen", "--customers", "300", "--random-seed", "3", "--out", str(tmp_path / "again"), "--json")
+    again = run("datagen", "--rows", "300", "--random-seed", "3", "--out", str(tmp_path / "again"), "--json")
     assert again.exit_code == 0, again.output
     for name in report["files"]:  # same --random-seed, same bytes
         assert (tmp_path / "again" / f"{name}.ndjson").read_bytes() == (

@@ -1,5 +1,5 @@
-"""The data generator: deterministic, the requested sizes, realistic shapes, and malformed rows the
-embedded engine quarantines exactly as the report counts them."""
+"""Our data generator (tools/customer_analytics): deterministic, the requested sizes, realistic shapes, and
+malformed rows the embedded engine quarantines exactly as the report counts them; and the hook tbkit calls."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tbkit.bench import datagen
-from tbkit.bench.datagen import AS_OF_TEXT, DATASOURCES, SCALES, GenerationReport, generate, generate_scale
+from customer_analytics import datagen
+from customer_analytics.datagen import AS_OF_TEXT, DATASOURCES, SCALES, GenerationReport, generate, generate_scale
+from customer_analytics.workload import WORKLOAD
+from tbkit.datagen import GeneratedData, load_workload
 from tbkit.engine import Workspace
 from tbkit.errors import ParameterError
 from tbkit.query import Reader
@@ -261,3 +263,33 @@ def test_invalid_arguments_are_parameter_errors(tmp_path: Path, arguments: dict)
 def test_unknown_scale_is_a_parameter_error(tmp_path: Path) -> None:
     with pytest.raises(ParameterError, match="use one of S, M, L"):
         generate_scale(tmp_path, "XL")
+
+
+def test_the_hook_reports_what_the_generator_wrote_in_tbkit_terms(tmp_path: Path) -> None:
+    """A row of tbkit's sizes is a customer; the report is tbkit's GeneratedData, our details under `details`."""
+    data = WORKLOAD.generate(tmp_path, 300, 3, 2)
+    report = generate(tmp_path / "direct", 300, seed=3)
+
+    assert isinstance(data, GeneratedData) and (data.size, data.seed) == (300, 3)
+    assert list(data.files) == list(DATASOURCES) == list(WORKLOAD.datasources)
+    for name, file in data.files.items():
+        assert (file.rows, file.malformed, file.bytes) == (
+            report.files[name].rows,
+            report.files[name].malformed,
+            report.files[name].bytes,
+        )
+        assert (tmp_path / f"{name}.ndjson").read_bytes() == Path(report.files[name].path).read_bytes()
+    assert data.details["customers_with_events"] == report.customers_with_events
+    assert data.details["malformed_by_kind"]["customer_events"] == report.files["customer_events"].malformed_by_kind
+    assert WORKLOAD.scales == {"S": 10_000, "M": 100_000, "L": 1_000_000}
+
+
+def test_the_configured_hook_is_ours_and_fits_the_protocol(layout) -> None:
+    from tbkit.project.config import find_config
+
+    config = find_config(layout.project_dir)
+    assert config.workload == "customer_analytics.workload:WORKLOAD" and config.path.name == "pyproject.toml"
+    loaded = load_workload(config, "a test")
+    assert loaded.implementation is WORKLOAD and loaded.datasources == DATASOURCES
+    assert loaded.endpoints == ("customer_segment_lookup", "customer_cltv", *loaded.endpoints[2:])
+    assert {"customer_id"} == set(loaded.parameters(100, 0).default("customer_cltv"))

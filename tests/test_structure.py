@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
+
+import pytest
+
+from tbkit.project.datafiles import Project, load_project
 
 from . import ROOT
 
@@ -84,7 +89,7 @@ def test_every_top_level_module_and_package_has_a_layer():
     units = {unit(module_name(p)) for p in PACKAGE.rglob("*.py")} - {"tbkit"}
     placed = {name for names in LAYERS for name in names}
     assert units - placed == set(), "give each a layer in LAYERS"
-    assert placed - units <= {"datagen", "console"}  # (layers the package may grow into)
+    assert placed - units <= {"console"}  # (a layer the package may grow into)
 
 
 def upward_imports(graph: dict[str, set[str]]) -> list[str]:
@@ -159,3 +164,88 @@ def test_broad_excepts_only_in_the_adapter_or_at_a_boundary_with_a_reason():
             if not (reraises or "#" in lines[node.lineno - 1]):
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {lines[node.lineno - 1].strip()}")
     assert not offenders, "broad except without a reason or a re-raise:\n" + "\n".join(offenders)
+
+
+# Words of our project that are also the vocabulary of what tbkit speaks or runs on, so tbkit may use them.
+ALLOWED_WORDS = {
+    "name": "every resource's name in Tinybird's datafiles and API (`?name=` of the Events API)",
+    "events": "Tinybird's Events API (/v0/events), and watchdog's file-system events",
+    "event_type": "watchdog's FileSystemEvent.event_type",
+    "event_types": "the Content-Types the Events API reads as NDJSON (server/bodies.py: EVENT_TYPES)",
+    "first_event_at": "when the first file-system event of a save came (the dev loop's watchdog events)",
+    "location": "the browser's window.location (the web UI's script)",
+    "timestamp": "a Unix timestamp (a JWT's expiration); the web UI orders latest rows by a `timestamp` column",
+    "updated_at": "the Pipes API's `updated_at` field, as Tinybird answers it",
+}
+# Fragments no word of tbkit may contain (case-insensitive): our domain, whatever the identifier around it.
+PROJECT_FRAGMENTS = ("customer", "cltv")
+SCANNED = ("*.py", "*.js", "*.html", "*.css")
+
+
+def project_names(project: Project) -> set[str]:
+    """Every datasource, pipe, node, token and column name of a project, lowercased."""
+    names = set(project.datasources) | set(project.pipes) | {token.name for token in project.tokens}
+    names |= {node.name for pipe in project.pipes.values() for node in pipe.nodes}
+    names |= {column.name for ds in project.datasources.values() for column in ds.columns}
+    return {name.lower() for name in names}
+
+
+def project_words_in(text: str, names: set[str]) -> set[str]:
+    """The words of `text` that name something of the project: one of its names as a whole word, or any word
+    holding a fragment of PROJECT_FRAGMENTS (`PER_CUSTOMER`, `customerId`), but the allowed words.
+
+    A word is an identifier (`customer_events`, `cltv2`); camelCase humps are split first, so that a fragment is
+    found where a word starts (`perCustomer`), not across words (`SQLTemplateCustomError` is Custom + Error).
+    """
+    found = set()
+    for word in re.findall(r"[A-Za-z0-9_]+", text):
+        humps = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", word).lower()
+        lowered = word.lower()
+        if lowered in ALLOWED_WORDS:
+            continue
+        if lowered in names or any(fragment in humps for fragment in PROJECT_FRAGMENTS):
+            found.add(word)
+    return found
+
+
+@pytest.fixture(scope="module")
+def our_names() -> set[str]:
+    return project_names(load_project(ROOT / "tinybird"))
+
+
+def test_the_package_names_nothing_of_the_project(our_names):
+    """tbkit is any Tinybird team's: no datasource, pipe, node, token or column of ours in its code, docstrings,
+    help texts, web UI or examples (use neutral ones: `top_pages`, `page_views`)."""
+    assert {"customers", "customer_events", "cltv_summary", "customer_id", "customer_api_read"} <= our_names
+    found = []
+    for pattern in SCANNED:
+        for path in sorted(PACKAGE.rglob(pattern)):
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+                if words := project_words_in(line, our_names):
+                    found.append(f"{path.relative_to(ROOT)}:{number}: {', '.join(sorted(words))}: {line.strip()}")
+    import click
+
+    from tbkit.cli import main
+
+    for name, command in [("", main), *sorted(main.commands.items())]:  # help as rendered, defaults included
+        with click.Context(command, info_name=f"tbkit {name}".strip()) as ctx:
+            if words := project_words_in(command.get_help(ctx), our_names):
+                found.append(f"{ctx.info_name} --help: {', '.join(sorted(words))}")
+    assert not found, "tbkit names our project (reword, or allow a word of tbkit's own vocabulary):\n" + "\n".join(
+        found
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "found"),
+    [
+        ('"""Example: tbkit check --endpoint customer_cltv --case seed_outlier"""', {"customer_cltv"}),
+        ("PER_CUSTOMER = ('a', 'b')  # per-customer endpoints", {"PER_CUSTOMER", "customer"}),
+        ("def draw(customerId: str, avgCltv: float) -> str: ...", {"customerId", "avgCltv"}),
+        ('help="A custom number of customers instead of a named --scale."', {"customers"}),
+        ("url = f'/v0/pipes/{name}.json'  # window.location, /v0/events", set()),
+        ("except sql_template.SQLTemplateCustomError as e:", set()),
+    ],
+)
+def test_a_planted_name_of_the_project_is_caught(our_names, line, found):
+    assert project_words_in(line, our_names) == found

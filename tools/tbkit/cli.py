@@ -109,6 +109,13 @@ data_dir_option = click.option(
     show_default=True,
     help="Data directory of the served/embedded workspace (kept across restarts).",
 )
+target_option = click.option(
+    "--target",
+    default="embedded",
+    show_default=True,
+    help="Where: embedded (a fresh workspace seeded with the fixtures); local (Tinybird Local on TB_LOCAL_HOST:"
+    "TB_LOCAL_PORT); cloud (TB_HOST/TB_TOKEN); or a URL (with --token).",
+)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of text.")
 markdown_option = click.option(
     "--markdown", "markdown_path", type=FILE, help="Also write the report as a markdown table to this file."
@@ -158,22 +165,34 @@ def exactly_one_of(*names: str):
     return decorator
 
 
-SCALE_HELP = "Named data scale: S = 10k customers, M = 100k, L = 1M (check --budgets: also those of budgets.yaml)."
+SCALE_HELP = "A named scale of the project's data generator, e.g. S, M, L (check --budgets: also budgets.yaml's)."
 
 
-def size_options(min_customers: int):
-    """--scale or --customers (exactly one): the size of generated data, for datagen and bench."""
+def size_options(min_rows: int, checked: bool = True):
+    """--scale or --rows: the size of generated data, for datagen and bench; exactly one unless not `checked` (the
+    command checks it)."""
 
     def decorator(function):
         function = click.option(
-            "--customers",
-            type=click.IntRange(min=min_customers),
-            help="A custom number of customers instead of a named --scale.",
+            "--rows",
+            type=click.IntRange(min=min_rows),
+            help="A size in rows instead of a named --scale (the generator's rows: e.g. users, with their sessions).",
         )(function)
-        function = click.option("--scale", type=click.Choice(["S", "M", "L"]), help=SCALE_HELP)(function)
-        return exactly_one_of("scale", "customers")(function)
+        function = click.option("--scale", help=SCALE_HELP)(function)
+        return exactly_one_of("scale", "rows")(function) if checked else function
 
     return decorator
+
+
+def given_options(ctx: click.Context, leaving_out: set[str]) -> list[str]:
+    """The command's options given on the command line, but those named in `leaving_out`, as `--name`."""
+    from click.core import ParameterSource
+
+    return [
+        max(param.opts, key=len)
+        for param in ctx.command.params
+        if param.name not in leaving_out and ctx.get_parameter_source(param.name) is ParameterSource.COMMANDLINE
+    ]
 
 
 def watch_option(function):
@@ -234,7 +253,7 @@ def main() -> None:
     \b
     Examples:
       tbkit check                          # every golden case on the embedded engine
-      tbkit check --endpoint customer_cltv --case seed_outlier
+      tbkit check --endpoint top_pages --case last_week
       tbkit check --update                 # accept current outputs as the new golden files
     """
 
@@ -318,12 +337,7 @@ def _print_budgets(report) -> None:
     is_flag=True,
     help="With --update, also write contract changes that break consumers (a removed column, a required parameter).",
 )
-@click.option(
-    "--target",
-    default="embedded",
-    show_default=True,
-    help="embedded; local (deploy to Tinybird Local with tb, seed, check); cloud (TB_HOST/TB_TOKEN); or a URL.",
-)
+@target_option
 @click.option("--token", envvar="TB_TOKEN", help="Token for an HTTP target (default: $TB_TOKEN).")
 @click.option("--seed", is_flag=True, help="Seed fixtures into a remote target (refused otherwise for cloud).")
 @click.option("--rel-tol", type=float, default=1e-9, show_default=True, help="Relative tolerance for floats.")
@@ -372,7 +386,8 @@ def check(
 ):
     """Check every endpoint against its golden files and its contract.
 
-    Builds the project into a fresh embedded workspace, seeds every fixture, runs each case of
+    Builds the project into a fresh embedded workspace and seeds every fixture (--target local deploys it to
+    Tinybird Local with `tb` and seeds it; cloud or a URL is checked as it is, unless --seed), runs each case of
     fixtures/cases/<endpoint>.yaml and compares the response with fixtures/golden/<endpoint>/<case>.json
     as data. Prints one line per case and `N passed, M failed`; exits 1 when a case fails. On the embedded
     target, also compares each endpoint's parameters and columns with fixtures/contracts/<endpoint>.yaml and
@@ -388,13 +403,13 @@ def check(
     \b
     Examples:
       tbkit check
-      tbkit check --endpoint customer_segment_lookup
+      tbkit check --endpoint top_pages
       tbkit check --update --case new_case_name
       tbkit check --update --accept-breaking       # accept a renamed column in the contracts
       tbkit check --watch                          # rerun the affected cases on every save
       tbkit check --junit reports/junit.xml
       tbkit check --audit --min-coverage 100       # materialized targets, every parameter and branch
-      tbkit check --budgets --scale S              # rows and bytes read on 10k generated customers
+      tbkit check --budgets --scale S              # rows and bytes read on the generator's scale S
       tbkit check --budgets --scale S --baseline   # record the figures in fixtures/budgets-baseline.json
       tbkit check --target local                   # Tinybird Local on TB_LOCAL_HOST:TB_LOCAL_PORT
       tbkit check --target http://localhost:7181 --token $TB_TOKEN --seed
@@ -444,13 +459,7 @@ def check(
 
 @main.command()
 @layout_options
-@click.option(
-    "--target",
-    default="embedded",
-    show_default=True,
-    help="embedded (a fresh workspace seeded with the fixtures); local (Tinybird Local), cloud (TB_HOST/TB_TOKEN) "
-    "or a URL, audited as they are.",
-)
+@target_option
 @click.option("--token", envvar="TB_TOKEN", help="Token for a URL target (default: $TB_TOKEN).")
 @click.option(
     "--limit", type=click.IntRange(min=1), default=10, show_default=True, help="Differing keys shown per target."
@@ -462,7 +471,8 @@ def audit(project_dir, fixtures_dir, target, token, limit, as_json):
     For each target of the materializations (TYPE MATERIALIZED), recomputes it from its sources with the
     SELECTs of every materialization that feeds it, merges it as the target's engine does (aggregate
     functions, latest version) and compares it with the target, key by key of its sorting key. Prints one
-    line per target and the differing keys with both values; exits 1 on a difference.
+    line per target and the differing keys with both values; exits 1 on a difference. A --target other than
+    embedded is audited as it is.
 
     \b
     Examples:
@@ -498,7 +508,7 @@ def seed(project_dir, fixtures_dir, data_dir, workspace, datasource, files):
     \b
     Examples:
       tbkit seed
-      tbkit seed --datasource customer_events big_export.ndjson
+      tbkit seed --datasource page_views big_export.ndjson
     """
     from .engine.seeding import seed_workspace
 
@@ -535,46 +545,35 @@ def export_tests(project_dir, fixtures_dir):
 
 
 @main.command()
-@size_options(min_customers=1)
-@click.option(
-    "--events-per-customer",
-    type=click.FloatRange(min=0),
-    default=10,
-    show_default=True,
-    help="Average events per customer with --customers (each --scale has its own).",
-)
+@size_options(min_rows=1)
 @random_seed_option
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Files written in parallel.")
 @click.option("--out", type=FOLDER, required=True, help="Output folder.")
 @json_option
-def datagen(scale, customers, events_per_customer, random_seed, workers, out, as_json):
-    """Generate deterministic NDJSON for the four datasources at any scale.
+@project_option
+def datagen(scale, rows, random_seed, workers, out, as_json, project_dir):
+    """Generate deterministic NDJSON with the project's data generator, at a named scale or any size.
 
-    Skewed activity, several event types, re-sent customers, mixed-case and padded IDs and a small
-    share of malformed rows, streamed so memory stays flat. Named scales: S = 10k customers / 100k
-    events, M = 100k / 1M, L = 1M customers, 10M events, 5M transactions, 1M demographics.
+    The generator is the project's own, named by `workload` under [tool.tbkit] in pyproject.toml (or in
+    tbkit.yaml), found from --project up: it writes one <datasource>.ndjson per datasource it feeds, the same
+    bytes for the same --random-seed, and counts the rows the engine must quarantine. A size is in rows, the
+    generator's unit (a generator of users may count users, each with their sessions); --scale names one of its sizes.
 
     \b
     Examples:
       tbkit datagen --scale S --out data/S
-      tbkit datagen --customers 5000 --events-per-customer 20 --random-seed 7 --out data/custom
+      tbkit datagen --rows 5000 --random-seed 7 --out data/custom --json
     """
-    from .bench import datagen as generator
+    from .datagen import workload_of
 
-    if scale:
-        report = generator.generate_scale(out, scale, random_seed, workers=workers)
-    else:
-        report = generator.generate(out, customers, events_per_customer, random_seed, workers=workers)
-    summary = report.to_dict()
+    workload = workload_of(project_dir, "tbkit datagen")
+    data = workload.generate(out, workload.rows(scale) if scale else rows, random_seed, workers)
     if as_json:
-        click.echo(json.dumps(summary, indent=2))
+        click.echo(json.dumps(data.to_dict(), indent=2))
         return
-    for name, stats in summary["files"].items():
-        click.echo(
-            f"{OK} {name:<28} {stats['rows']:>12,} rows  {stats['malformed']:>8,} malformed  "
-            f"{stats['bytes']:>14,} bytes"
-        )
-    click.echo(f"wrote {out} in {summary['seconds']:.1f}s")
+    for name, file in data.files.items():
+        click.echo(f"{OK} {name:<28} {file.rows:>12,} rows  {file.malformed:>8,} malformed  {file.bytes:>14,} bytes")
+    click.echo(f"wrote {out} in {data.seconds:.1f}s")
 
 
 # The options of the server, shared by `tbkit serve` and `tbkit dev` (which adds its own --data-dir).
@@ -679,7 +678,7 @@ def serve(project_dir, data_dir, **options):
     \b
     Example:
       tbkit serve --port 7181
-      curl "http://localhost:7181/v0/pipes/cltv_summary.json?token=$TB_TOKEN"
+      curl "http://localhost:7181/v0/pipes/top_pages.json?token=$TB_TOKEN"
     """
     from .server import serve as run
 
@@ -777,31 +776,18 @@ def deploy(project_dir, target, check_only, allow_destructive_operations):
     click.echo(f"{OK} tb {target} deploy {'check passed' if check_only else 'succeeded'}")
 
 
-def _bench_compare(ctx: click.Context, paths: tuple[Path, Path] | None) -> None:
-    """`bench --compare OLD NEW`: print the comparison and stop, before --scale is asked for."""
-    if not paths or ctx.resilient_parsing:
-        return
-    from .bench.harness import compare, load_result
-
-    try:
-        click.echo(compare(load_result(paths[0]), load_result(paths[1])), nl=False)
-    except TbkitError as e:
-        raise click.BadParameter(str(e), ctx, param_hint="--compare") from None
-    ctx.exit()
-
-
 @main.command()
-@size_options(min_customers=100)
+@size_options(min_rows=100, checked=False)
 @click.option(
-    "--target",
-    type=click.Choice(["embedded", "http"]),
-    default="embedded",
+    "--http-series",
+    type=click.Choice(["default", "all"]),
+    default="default",
     show_default=True,
-    help="embedded: only the default-parameter series also runs over HTTP; http: the varied series too.",
+    help="Which series also run over HTTP: default (the default-parameter series) or all (the varied series too).",
 )
 @click.option("--calls", type=click.IntRange(min=5), default=200, show_default=True, help="Calls per series.")
 @random_seed_option
-@click.option("--no-peer", is_flag=True, help="Skip the DuckDB peer and its same-rows check.")
+@click.option("--no-peer", is_flag=True, help="Skip the project's peer (another engine) and its same-rows check.")
 @click.option(
     "--work-dir",
     type=FOLDER,
@@ -810,39 +796,51 @@ def _bench_compare(ctx: click.Context, paths: tuple[Path, Path] | None) -> None:
     help="Folder for the generated data (reused when it matches), the bench workspace and the results.",
 )
 @project_option
-@click.option("--out", type=FILE, help="JSON result (default: result-<scale>.json in --work-dir).")
+@click.option("--result", "result_path", type=FILE, help="JSON result (default: result-<scale>.json in --work-dir).")
 @markdown_option
 @click.option(
     "--compare",
     nargs=2,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     metavar="OLD.json NEW.json",
-    is_eager=True,
-    expose_value=False,
-    callback=lambda ctx, param, paths: _bench_compare(ctx, paths),
-    help="Measure nothing: print every figure of two --out results side by side with its ratio (new ÷ old).",
+    help="Measure nothing: print every figure of two --result files side by side with its ratio (new ÷ old).",
 )
-def bench(scale, customers, target, calls, random_seed, no_peer, work_dir, project_dir, out, markdown_path):
-    """Measure ingestion and endpoint latency at a scale, beside DuckDB on the same data.
+def bench(
+    scale, rows, http_series, calls, random_seed, no_peer, work_dir, project_dir, result_path, markdown_path, compare
+):
+    """Measure ingestion and endpoint latency at a scale, beside the project's peer on the same data.
 
-    Generates (or reuses) the data, loads it into a fresh embedded workspace, times bulk appends and the
-    Events API in 10k-row batches, calls every endpoint with default and varied parameters in-process
-    and over HTTP, measures `tbkit serve` start-up and peak memory, and runs the same six endpoints in
-    DuckDB (pip install '.[bench]'), checking both return the same rows.
+    Generates (or reuses) the data with the project's data generator, loads it into a fresh embedded workspace,
+    times bulk appends and the Events API in 10k-row batches, calls every endpoint with default and varied
+    parameters in-process and over HTTP, measures `tbkit serve` start-up and peak memory, and, when the project's
+    hook has a peer (another engine answering the same endpoints), times the same calls there, checking both
+    return the same rows. --compare prints two results side by side instead, and takes no other option.
 
     \b
     Examples:
       tbkit bench --scale S
-      tbkit bench --scale L --target http --markdown docs/bench-L.md
+      tbkit bench --scale L --http-series all --markdown docs/bench-L.md
       tbkit bench --compare before-S.json after-S.json
     """
-    from .bench.harness import BenchConfig, markdown, run
+    ctx = click.get_current_context()
+    if compare:
+        if given := given_options(ctx, {"compare"}):
+            raise click.UsageError(f"--compare measures nothing: it takes no {', '.join(given)}", ctx)
+        from .bench.report import compare as side_by_side
+        from .bench.result import load_result
+
+        click.echo(side_by_side(load_result(compare[0]), load_result(compare[1])), nl=False)
+        return
+    if (scale is None) == (rows is None):
+        raise click.UsageError("pass exactly one of --scale and --rows", ctx)
+    from .bench.harness import BenchConfig, run
+    from .bench.report import markdown
 
     config = BenchConfig(
         scale=scale,
-        customers=customers,
+        rows=rows,
         calls=calls,
-        target=target,
+        http_series=http_series,
         seed=random_seed,
         work_dir=work_dir,
         project_dir=project_dir,
@@ -850,8 +848,7 @@ def bench(scale, customers, target, calls, random_seed, no_peer, work_dir, proje
         command="tbkit " + " ".join(sys.argv[1:]),
         log=lambda message: click.echo(f"» {message}", err=True),
     )
-    result = run(config, out, markdown_path)
-    click.echo(markdown(result))
+    click.echo(markdown(run(config, result_path, markdown_path)))
 
 
 @main.command()

@@ -1,7 +1,7 @@
 """Data-quality assertions: SQL queries over the datasources that must return no rows.
 
 Like Tinybird Classic's data-quality tests, an assertion is a name, a description and a query that selects the
-rows breaking a rule (a customer without an ID, an event under an unnormalized ID); any row it returns fails the
+rows breaking a rule (a user without an ID, an order of an unknown product); any row it returns fails the
 assertion, and the first few are shown.
 
 They live in one project-wide file, `fixtures/assertions.yaml`, rather than in each endpoint's case file: they

@@ -3,10 +3,10 @@
 Golden files catch a changed answer, not a changed cost: an endpoint that scans a raw table instead of its
 materialized target gives the same rows for many times the reads. `fixtures/budgets.yaml` gives each endpoint a
 `max_rows_read` (and optionally `max_bytes_read`) per scale; `tbkit check --budgets --scale S` generates the
-data of that scale with `datagen` (cached, as `tbkit bench` caches it), appends it into a fresh embedded
-workspace, merges it to the steady state, calls every endpoint with its cases' parameters and a series of
-default and varied ones, and reads what each call read from ClickHouse's statistics. A call over its budget
-fails, named with its parameters and figures.
+data of that scale with the project's data generator (its hook, `tbkit.datagen`; cached, as `tbkit bench` caches
+it), appends it into a fresh embedded workspace, merges it to the steady state, calls every endpoint with its cases'
+parameters and a series of default and varied ones the generator draws, and reads what each call read from
+ClickHouse's statistics. A call over its budget fails, named with its parameters and figures.
 
 The budgets are the reviewed ceilings; `fixtures/budgets-baseline.json` holds the figures last measured (the
 largest of each endpoint's calls at each scale), written by `--baseline`. A later run fails when an endpoint
@@ -18,16 +18,18 @@ from __future__ import annotations
 import json
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..bench import datagen, workload
+from ..datagen import LoadedWorkload, load_workload, prepare, settle
+from ..datagen import load as load_data
 from ..engine import Engine
 from ..errors import ProjectError, TbkitError
+from ..project.config import find_config
 from ..project.datafiles import Project
 from ..project.layout import Layout
 from ..query import Reader
@@ -56,12 +58,19 @@ class BudgetFile:
     path: Path
     threshold_percent: float = DEFAULT_THRESHOLD
     calls: int = DEFAULT_CALLS
-    scales: dict[str, int] = field(default_factory=dict)  # extra named scales: customers
+    generator_scales: dict[str, int] = field(default_factory=dict)  # the generator's named scales: rows
+    scales: dict[str, int] = field(default_factory=dict)  # the file's own named scales: rows
     budgets: dict[str, dict[str, Budget]] = field(default_factory=dict)  # endpoint -> scale -> budget
 
     def scale_names(self) -> list[str]:
-        """Every scale a budget can be measured at: datagen's S, M, L and the file's own."""
-        return [*datagen.SCALES, *self.scales]
+        """Every scale a budget can be measured at: the generator's (e.g. S, M, L) and the file's own."""
+        return [*self.generator_scales, *self.scales]
+
+    def rows(self, scale: str) -> int:
+        """The size of a scale, in the generator's rows; an unknown one names the known ones."""
+        if scale not in (known := {**self.generator_scales, **self.scales}):
+            raise ProjectError(f"unknown scale '{scale}': use one of {', '.join(self.scale_names())}")
+        return known[scale]
 
 
 def _positive_int(value: Any, where: str) -> int:
@@ -70,8 +79,9 @@ def _positive_int(value: Any, where: str) -> int:
     return value
 
 
-def load(path: Path) -> BudgetFile:
-    """Read and validate a budgets file; every mistake names the file, the entry and what was expected."""
+def load(path: Path, generator_scales: Mapping[str, int]) -> BudgetFile:
+    """Read and validate a budgets file, beside the named scales of the project's generator; every mistake names the
+    file, the entry and what was expected."""
     if not path.is_file():
         raise ProjectError(f"no budgets file {path}: --budgets needs one (see the README's Cost budgets)")
     try:
@@ -87,13 +97,17 @@ def load(path: Path) -> BudgetFile:
     threshold = content.get("threshold_percent", DEFAULT_THRESHOLD)
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) or threshold < 0:
         raise ProjectError(f"{path}: threshold_percent: expected a number of percent >= 0, got {threshold!r}")
-    result = BudgetFile(path, float(threshold), _positive_int(content.get("calls", DEFAULT_CALLS), f"{path}: calls"))
+    calls = _positive_int(content.get("calls", DEFAULT_CALLS), f"{path}: calls")
+    result = BudgetFile(path, float(threshold), calls, dict(generator_scales))
     for name, scale in (content.get("scales") or {}).items():
-        if not isinstance(scale, dict) or set(scale) != {"customers"}:
-            raise ProjectError(f"{path}: scales: {name}: expected {{customers: N}}, got {scale!r}")
-        if str(name) in datagen.SCALES:
-            raise ProjectError(f"{path}: scales: {name} is datagen's own scale; choose another name")
-        result.scales[str(name)] = _positive_int(scale["customers"], f"{path}: scales: {name}: customers")
+        if not isinstance(scale, dict) or set(scale) != {"rows"}:
+            raise ProjectError(
+                f"{path}: scales: {name}: expected {{rows: N}} (a size in rows, the unit of the project's data "
+                f"generator, as --rows takes it), got {scale!r}"
+            )
+        if str(name) in generator_scales:
+            raise ProjectError(f"{path}: scales: {name} is a scale of the project's generator; choose another name")
+        result.scales[str(name)] = _positive_int(scale["rows"], f"{path}: scales: {name}: rows")
     endpoints = content.get("endpoints") or {}
     if not isinstance(endpoints, dict):
         raise ProjectError(f"{path}: endpoints: expected a mapping of endpoint names to scales")
@@ -148,7 +162,7 @@ class Call:
         }
 
     def describe(self) -> str:
-        """`varied {customer_id: 'x'}`, for a message."""
+        """`varied {"id": "x"}`, for a message."""
         return f"{self.series} {json.dumps(self.params, sort_keys=True)}"
 
 
@@ -185,7 +199,7 @@ class EndpointBudget:
         }
 
     def summary(self) -> str:
-        """`customer_cltv: 41 calls, at most 1,024 rows (budget 2,048) and 40,960 bytes (budget 81,920)`."""
+        """`top_pages: 41 calls, at most 1,024 rows (budget 2,048) and 40,960 bytes (budget 81,920)`."""
         rows, size = self.max_rows.rows_read, self.max_bytes.bytes_read
         rows_budget = f" (budget {self.budget.max_rows_read:,})" if self.budget else " (no budget)"
         bytes_budget = f" (budget {self.budget.max_bytes_read:,})" if self.budget and self.budget.max_bytes_read else ""
@@ -272,7 +286,7 @@ def judge(result: EndpointBudget, scale: str, threshold: float) -> None:
 
 
 def measure(
-    reader: Reader, endpoints: list[str], cases: list[Case], customers: int, seed: int, calls: int
+    reader: Reader, workload: LoadedWorkload, endpoints: list[str], cases: list[Case], rows: int, seed: int, calls: int
 ) -> dict[str, list[Call]]:
     """Call every endpoint with its cases' parameters, `calls` default and `calls` varied ones; what each read.
 
@@ -282,7 +296,7 @@ def measure(
     """
     measured: dict[str, list[Call]] = {}
     for endpoint in endpoints:
-        draw = workload.Parameters(customers, zlib.crc32(f"{seed}:{endpoint}".encode()))
+        draw = workload.parameters(rows, zlib.crc32(f"{seed}:{endpoint}".encode()))
         series = [(f"case {c.name}", c.params) for c in cases if c.endpoint == endpoint]
         series += [("default", draw.default(endpoint)) for _ in range(calls)]
         series += [("varied", draw.varied(endpoint)) for _ in range(calls)]
@@ -296,15 +310,6 @@ def measure(
                 raise
             measured[endpoint].append(Call(name, dict(params), rows, size))
     return measured
-
-
-def data_scale(budget_file: BudgetFile, scale: str) -> dict[str, Any]:
-    """The arguments of `workload.prepare_data` for a scale name; an unknown one names the known ones."""
-    if scale in datagen.SCALES:
-        return {"scale": scale}
-    if scale in budget_file.scales:
-        return {"customers": budget_file.scales[scale]}
-    raise ProjectError(f"unknown scale '{scale}': use one of {', '.join(budget_file.scale_names())}")
 
 
 def write_baseline(path: Path, scale: str, report: BudgetReport) -> None:
@@ -331,25 +336,29 @@ def run(
     work_dir: Path = WORK_DIR,
     seed: int = 0,
     log: Callable[[str], object] = lambda message: None,
+    workload: LoadedWorkload | None = None,
 ) -> BudgetReport:
     """Measure every endpoint (or `endpoints`) on generated data of `scale` in a workspace of `engine`, and
-    judge the figures; with `baseline`, record them in `fixtures/budgets-baseline.json` instead of comparing."""
+    judge the figures; with `baseline`, record them in `fixtures/budgets-baseline.json` instead of comparing.
+
+    The data is the project's generator's (`workload`, by default the one its configuration names)."""
     if baseline and endpoints is not None:
         raise TbkitError("--baseline records every endpoint: run it without --endpoint or --case")
-    budget_file = load(layout.fixtures_dir / FILE_NAME)
+    workload = workload or load_workload(find_config(layout.project_dir), "tbkit check --budgets")
+    budget_file = load(layout.fixtures_dir / FILE_NAME, workload.scales)
     baseline_path = layout.fixtures_dir / BASELINE_NAME
     threshold = budget_file.threshold_percent if threshold is None else threshold
-    folder, generated = workload.prepare_data(work_dir, scale, seed=seed, log=log, **data_scale(budget_file, scale))
+    folder, generated = prepare(workload, work_dir, scale, budget_file.rows(scale), seed, log)
     names = sorted(project.endpoints) if endpoints is None else sorted(endpoints)
     workspace = engine.workspace(f"budgets_{uuid.uuid4().hex[:12]}", project)
     report = BudgetReport(scale, threshold)
     try:
         workspace.build()
         log(f"appending the {scale} data of {folder}")
-        loaded = workload.load(workspace, folder, generated)
-        workload.settle(workspace)
-        report.data = {name: loaded[name]["successful_rows"] for name in datagen.DATASOURCES}
-        measured = measure(Reader(workspace), names, cases, generated["customers"], seed, budget_file.calls)
+        loaded = load_data(workspace, folder, generated)
+        settle(workspace)
+        report.data = {name: file.successful_rows for name, file in loaded.items()}
+        measured = measure(Reader(workspace), workload, names, cases, generated.size, seed, budget_file.calls)
     finally:
         workspace.drop()
     recorded = {} if baseline else load_baseline(baseline_path).get(scale, {})

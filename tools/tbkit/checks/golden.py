@@ -220,7 +220,7 @@ def values_equal(expected: Any, actual: Any, column_type: str, rel_tol: float = 
 
 
 def _row_key(row: dict[str, Any], meta: list[dict[str, str]]) -> Any:
-    """A row's identity for pairing changed rows: its first column (customer_id, location, ...)."""
+    """A row's identity for pairing changed rows: its first column (an ID, a date, a name, ...)."""
     return row.get(meta[0]["name"]) if meta else None
 
 

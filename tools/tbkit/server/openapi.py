@@ -128,7 +128,7 @@ def document(endpoints: dict[str, Pipe], columns: dict[str, list[tuple[str, str]
     return {
         "openapi": "3.0.3",
         "info": {
-            "title": "Customer analytics API",
+            "title": "Tinybird endpoints",
             "version": "1.0.0",
             "description": "Tinybird endpoints served by tbkit. Pass a token as a Bearer header or as ?token=.",
         },

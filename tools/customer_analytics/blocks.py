@@ -1,16 +1,8 @@
-"""Realistic NDJSON for the four landing datasources, at any scale, byte-identical for the same arguments.
+"""The rows of the four files, one block of customers at a time: the string pools rows are assembled from, the
+plan every block shares, and the malformed rows mixed in.
 
-Customers are generated in blocks of `BLOCK_SIZE`. Every (file, block) pair draws from its own
-`random.Random` seeded with `"<seed>/<stream>/<block>"`, so a block never depends on another one: memory
-stays flat in the number of customers, and the output does not depend on how (or in what order) the
-blocks are computed. The few facts several files share (a customer's signup date, age and location) come
-from their own per-block streams, which every file re-draws.
-
-Dates are fixed relative to `AS_OF`, never the clock. Activity is skewed (Lomax-distributed weights:
-many light customers, a few very heavy ones) and denser towards `AS_OF`; every event and transaction
-happens after its customer's signup. A share of rows spell the customer ID in another case or with
-spaces, a share of customers are re-sent later in the file with a newer `timestamp` and lifetime value,
-and a share of rows are malformed in ways the engine must quarantine; the report counts them exactly.
+Every (file, block) pair draws from its own `random.Random` seeded with `"<seed>/<stream>/<block>"`, so a block
+never depends on another one; `datagen` writes the blocks of each file in order.
 """
 
 from __future__ import annotations
@@ -19,26 +11,19 @@ import bisect
 import heapq
 import itertools
 import math
-import multiprocessing
 import random
-import time
 import unicodedata
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
 from math import sqrt
-from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
-from ..errors import ParameterError
-
 AS_OF = datetime(2025, 7, 1, 12, 0, 0)
 AS_OF_TEXT = AS_OF.strftime("%Y-%m-%d %H:%M:%S")
-DATASOURCES = ("customers", "customer_events", "customer_transactions", "customer_demographics")
 BLOCK_SIZE = 1000
 # Times are whole seconds since _BASE, formatted through precomputed day and time-of-day strings.
 _BASE = datetime(2019, 1, 1)
@@ -49,93 +34,9 @@ _ACTIVITY_HISTORY = 3 * 365 * _DAY
 _WEIGHT_SCALE = 4096
 _WEIGHT_CAP = 1_000_000.0
 # Lomax shapes: below 2 the variance is infinite, so a handful of customers carry a large share of events.
-_EVENT_SHAPE = 1.5
-_TRANSACTION_SHAPE = 2.2
+EVENT_SHAPE = 1.5
+TRANSACTION_SHAPE = 2.2
 _OUTLIER_SHARE = 1e-5
-
-
-@dataclass(frozen=True)
-class Scale:
-    """A named dataset size: customers and rows per customer in each datasource."""
-
-    customers: int
-    events_per_customer: float
-    transactions_per_customer: float = 5.0
-    demographics_per_customer: float = 1.0
-
-    def rows(self) -> dict[str, int]:
-        """Lines per file, malformed ones included; `customers` also gets the re-sent profiles."""
-        return {
-            "customers": self.customers,
-            "customer_events": round(self.customers * self.events_per_customer),
-            "customer_transactions": round(self.customers * self.transactions_per_customer),
-            "customer_demographics": round(self.customers * self.demographics_per_customer),
-        }
-
-
-SCALES = {
-    "S": Scale(10_000, 10.0),
-    "M": Scale(100_000, 10.0),
-    "L": Scale(1_000_000, 10.0),
-}
-
-
-@dataclass
-class FileReport:
-    """One generated NDJSON file: lines written, how many are malformed (by kind) and its size."""
-
-    datasource: str
-    path: str
-    rows: int = 0
-    malformed: int = 0
-    malformed_by_kind: dict[str, int] = field(default_factory=dict)
-    bytes: int = 0
-    seconds: float = 0.0
-
-    @property
-    def valid(self) -> int:
-        """Lines the engine should accept."""
-        return self.rows - self.malformed
-
-
-@dataclass
-class GenerationReport:
-    """What `generate` wrote, so tests and benchmarks know the data without reading it."""
-
-    out_dir: str
-    seed: int
-    customers: int
-    as_of: str
-    files: dict[str, FileReport]
-    seconds: float
-    customer_id_format: str
-    first_customer_id: str
-    last_customer_id: str
-    sample_customer_ids: list[str]
-    customers_with_profile: int
-    customers_with_events: int
-    customers_with_transactions: int
-    heaviest_customers: list[tuple[str, int]]
-
-    @property
-    def rows(self) -> int:
-        """Lines written across all files."""
-        return sum(f.rows for f in self.files.values())
-
-    @property
-    def bytes(self) -> int:
-        """Bytes written across all files."""
-        return sum(f.bytes for f in self.files.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready summary."""
-        data = asdict(self)
-        data["rows"] = self.rows
-        data["bytes"] = self.bytes
-        data["heaviest_customers"] = [list(pair) for pair in self.heaviest_customers]
-        for name, report in self.files.items():
-            data["files"][name]["valid"] = report.valid
-        return data
 
 
 # -- pools: every string a row is assembled from, built once per process ------------------------------
@@ -280,7 +181,7 @@ def _pools() -> _Pools:
 
 
 @dataclass(frozen=True)
-class _Plan:
+class Plan:
     customers: int
     seed: int
     width: int
@@ -314,7 +215,7 @@ def _weights(plan_seed: int, stream: str, block: int, size: int, shape: float) -
     return [int(min((1.0 - r()) ** exponent - 1.0, _WEIGHT_CAP) * _WEIGHT_SCALE) for _ in range(size)]
 
 
-def _prefix(seed: int, customers: int, stream: str, shape: float) -> tuple[int, ...]:
+def prefix(seed: int, customers: int, stream: str, shape: float) -> tuple[int, ...]:
     sums = [0]
     for block in range(-(-customers // BLOCK_SIZE)):
         size = min(BLOCK_SIZE, customers - block * BLOCK_SIZE)
@@ -322,12 +223,12 @@ def _prefix(seed: int, customers: int, stream: str, shape: float) -> tuple[int, 
     return tuple(sums)
 
 
-def _counts(plan: _Plan, stream: str, block: int) -> tuple[list[int], int]:
+def _counts(plan: Plan, stream: str, block: int) -> tuple[list[int], int]:
     """Rows per customer of a block and the global index of its first row (systematic rounding)."""
     total, prefix, shape = (
-        (plan.events, plan.event_prefix, _EVENT_SHAPE)
+        (plan.events, plan.event_prefix, EVENT_SHAPE)
         if stream == "customer_events"
-        else (plan.transactions, plan.transaction_prefix, _TRANSACTION_SHAPE)
+        else (plan.transactions, plan.transaction_prefix, TRANSACTION_SHAPE)
     )
     grand = prefix[-1] or 1
     weights = _weights(plan.seed, f"{stream}-weights", block, len(plan.customer_range(block)), shape)
@@ -342,18 +243,18 @@ def _counts(plan: _Plan, stream: str, block: int) -> tuple[list[int], int]:
     return counts, start
 
 
-def _ids(plan: _Plan, block: int) -> list[str]:
+def _ids(plan: Plan, block: int) -> list[str]:
     pattern = f"cust_%0{plan.width}d"
     return [pattern % (n + 1) for n in plan.customer_range(block)]
 
 
-def _signups(plan: _Plan, block: int) -> list[int]:
+def _signups(plan: Plan, block: int) -> list[int]:
     """Signup moments (seconds since _BASE): over five years, more of them recent, at least an hour ago."""
     r = plan.rng("signup", block).random
     return [_NOW - 3600 - int((_SIGNUP_HISTORY - 3600) * r() ** 1.3) for _ in plan.customer_range(block)]
 
 
-def _demography(plan: _Plan, block: int) -> tuple[list[int], list[str]]:
+def _demography(plan: Plan, block: int) -> tuple[list[int], list[str]]:
     """Ages and locations, shared by `customers` and `customer_demographics`."""
     bits = plan.rng("demography", block).getrandbits
     pools = _pools()
@@ -370,7 +271,7 @@ _SPELLINGS: tuple[Callable[[str], str], ...] = (
 )
 
 
-def _speller(plan: _Plan, r: Callable[[], float]) -> Callable[[str], str]:
+def _speller(plan: Plan, r: Callable[[], float]) -> Callable[[str], str]:
     """Spells a canonical ID as sent: canonical most of the time, else upper, capitalised or padded."""
     share = plan.variant_share
     spellings = _SPELLINGS
@@ -449,7 +350,7 @@ def _invalid_json(line: str, rng: random.Random) -> str:
     return line[: rng.randint(1, len(line) - 1)] if rng.random() < 0.8 else "this is not json"
 
 
-def _corrupt(datasource: str, lines: list[str], plan: _Plan, block: int) -> tuple[Counter, list[int]]:
+def _corrupt(datasource: str, lines: list[str], plan: Plan, block: int) -> tuple[Counter, list[int]]:
     """Make a `malformed_share` of the lines malformed, at random positions; their kinds and indexes."""
     share = plan.malformed_share
     kinds: Counter = Counter()
@@ -495,7 +396,7 @@ def _with_valid_rows(counts: list[int], bad_rows: list[int]) -> int:
 # -- the four files -----------------------------------------------------------------------------------
 
 
-def _customers_block(plan: _Plan, block: int) -> _Chunk:
+def _customers_block(plan: Plan, block: int) -> _Chunk:
     """Customer profiles, then the block's re-sent profiles: a newer `timestamp` and lifetime value."""
     pools = _pools()
     ids, signups = _ids(plan, block), _signups(plan, block)
@@ -529,7 +430,7 @@ def _customers_block(plan: _Plan, block: int) -> _Chunk:
     return _Chunk("".join(lines), len(lines), malformed, valid)
 
 
-def _events_block(plan: _Plan, block: int) -> _Chunk:
+def _events_block(plan: Plan, block: int) -> _Chunk:
     """Events after each customer's signup, denser near AS_OF; only purchases carry a value."""
     pools = _pools()
     ids, signups = _ids(plan, block), _signups(plan, block)
@@ -569,7 +470,7 @@ def _events_block(plan: _Plan, block: int) -> _Chunk:
     return _Chunk("".join(lines), len(lines), malformed, _with_valid_rows(counts, positions), heaviest)
 
 
-def _transactions_block(plan: _Plan, block: int) -> _Chunk:
+def _transactions_block(plan: Plan, block: int) -> _Chunk:
     """Transactions after signup with long-tailed amounts and, rarely, a huge outlier."""
     pools = _pools()
     ids, signups = _ids(plan, block), _signups(plan, block)
@@ -593,7 +494,7 @@ def _transactions_block(plan: _Plan, block: int) -> _Chunk:
     return _Chunk("".join(lines), len(lines), malformed, _with_valid_rows(counts, positions))
 
 
-def _demographics_block(plan: _Plan, block: int) -> _Chunk:
+def _demographics_block(plan: Plan, block: int) -> _Chunk:
     """Age and location per customer (re-sent identically when there is more than one row per customer)."""
     ids = _ids(plan, block)
     ages, cities = _demography(plan, block)
@@ -610,143 +511,9 @@ def _demographics_block(plan: _Plan, block: int) -> _Chunk:
     return _Chunk("".join(lines), len(lines), malformed, _with_valid_rows(counts, positions))
 
 
-_BLOCKS: dict[str, Callable[[_Plan, int], _Chunk]] = {
+BLOCKS: dict[str, Callable[[Plan, int], _Chunk]] = {
     "customers": _customers_block,
     "customer_events": _events_block,
     "customer_transactions": _transactions_block,
     "customer_demographics": _demographics_block,
 }
-
-
-# -- public API ---------------------------------------------------------------------------------------
-
-
-def customer_id(number: int, customers: int = 1) -> str:
-    """The canonical ID of customer `number` (1-based) in a dataset of `customers`: `cust_0000001`."""
-    return f"cust_{number:0{max(7, len(str(customers)))}d}"
-
-
-def _check(scale: Scale, **shares: float) -> None:
-    if not isinstance(scale.customers, int) or scale.customers < 1:
-        raise ParameterError(f"customers must be a positive integer, got {scale.customers!r}")
-    for name in ("events_per_customer", "transactions_per_customer", "demographics_per_customer"):
-        value = getattr(scale, name)
-        if not 0 <= value < math.inf:
-            raise ParameterError(f"{name} must be zero or more, got {value!r}")
-    for name, value in shares.items():
-        if not 0 <= value <= 1:
-            raise ParameterError(f"{name} must be between 0 and 1, got {value!r}")
-
-
-def _plan(scale: Scale, seed: int, malformed_share: float, resent_share: float, variant_share: float) -> _Plan:
-    rows = scale.rows()
-    return _Plan(
-        customers=scale.customers,
-        seed=seed,
-        width=max(7, len(str(scale.customers))),
-        malformed_share=malformed_share,
-        resent_share=resent_share,
-        variant_share=variant_share,
-        demographics_per_mille=round(scale.demographics_per_customer * 1000),
-        events=rows["customer_events"],
-        transactions=rows["customer_transactions"],
-        event_prefix=_prefix(seed, scale.customers, "customer_events-weights", _EVENT_SHAPE),
-        transaction_prefix=_prefix(seed, scale.customers, "customer_transactions-weights", _TRANSACTION_SHAPE),
-    )
-
-
-def _write(plan: _Plan, datasource: str, path: Path) -> tuple[FileReport, int, list]:
-    """Stream a file to disk block by block; its report, customers with valid rows and heaviest customers."""
-    started = time.perf_counter()
-    chunks = (_BLOCKS[datasource](plan, block) for block in range(plan.blocks))
-    report = FileReport(datasource, str(path))
-    kinds: Counter = Counter()
-    with_rows = 0
-    heaviest: list[tuple[int, str]] = []
-    with path.open("wb") as out:
-        for chunk in chunks:
-            data = chunk.text.encode()
-            out.write(data)
-            report.rows += chunk.rows
-            report.bytes += len(data)
-            kinds.update(chunk.malformed)
-            with_rows += chunk.customers_with_rows
-            heaviest = heapq.nlargest(5, heaviest + chunk.heaviest)
-    report.malformed = sum(kinds.values())
-    report.malformed_by_kind = dict(sorted(kinds.items()))
-    report.seconds = round(time.perf_counter() - started, 3)
-    return report, with_rows, heaviest
-
-
-def generate(
-    out_dir: str | Path,
-    customers: int,
-    events_per_customer: float = 10,
-    seed: int = 0,
-    malformed_share: float = 0.001,
-    transactions_per_customer: float = 5,
-    demographics_per_customer: float = 1,
-    resent_share: float = 0.05,
-    variant_share: float = 0.1,
-    workers: int = 1,
-) -> GenerationReport:
-    """Write `<datasource>.ndjson` for the four landing datasources into `out_dir`; same arguments, same bytes."""
-    scale = Scale(customers, events_per_customer, transactions_per_customer, demographics_per_customer)
-    _check(scale, malformed_share=malformed_share, resent_share=resent_share, variant_share=variant_share)
-    if not isinstance(workers, int) or workers < 1:
-        raise ParameterError(f"workers must be a positive integer, got {workers!r}")
-    started = time.perf_counter()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    plan = _plan(scale, seed, malformed_share, resent_share, variant_share)
-    paths = [out / f"{datasource}.ndjson" for datasource in DATASOURCES]
-    if workers > 1:
-        # Files are independent given the plan, so they can be written in parallel with identical bytes.
-        # "spawn", not "fork": the calling process may hold chDB's threads.
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(workers, len(DATASOURCES)), mp_context=context) as pool:
-            results = list(pool.map(_write, itertools.repeat(plan), DATASOURCES, paths))
-    else:
-        results = [_write(plan, datasource, path) for datasource, path in zip(DATASOURCES, paths, strict=True)]
-    return _report(plan, out, dict(zip(DATASOURCES, results, strict=True)), time.perf_counter() - started)
-
-
-def _report(
-    plan: _Plan, out: Path, results: dict[str, tuple[FileReport, int, list]], seconds: float
-) -> GenerationReport:
-    files = {datasource: report for datasource, (report, _, _) in results.items()}
-    with_rows = {datasource: count for datasource, (_, count, _) in results.items()}
-    heaviest = results["customer_events"][2]
-    sample = sorted({1 + (plan.customers - 1) * k // 19 for k in range(20)})
-    return GenerationReport(
-        out_dir=str(out),
-        seed=plan.seed,
-        customers=plan.customers,
-        as_of=AS_OF_TEXT,
-        files=files,
-        seconds=round(seconds, 3),
-        customer_id_format=f"cust_{{:0{plan.width}d}}",
-        first_customer_id=customer_id(1, plan.customers),
-        last_customer_id=customer_id(plan.customers, plan.customers),
-        sample_customer_ids=[customer_id(n, plan.customers) for n in sample],
-        customers_with_profile=with_rows["customers"],
-        customers_with_events=with_rows["customer_events"],
-        customers_with_transactions=with_rows["customer_transactions"],
-        heaviest_customers=[(cid, count) for count, cid in heaviest],
-    )
-
-
-def generate_scale(out_dir: str | Path, scale: str, seed: int = 0, **options: Any) -> GenerationReport:
-    """Generate one of the named `SCALES` (S, M or L); `options` are passed on to `generate`."""
-    size = SCALES.get(scale.upper())
-    if size is None:
-        raise ParameterError(f"unknown scale '{scale}': use one of {', '.join(SCALES)}")
-    return generate(
-        out_dir,
-        customers=size.customers,
-        events_per_customer=size.events_per_customer,
-        transactions_per_customer=size.transactions_per_customer,
-        demographics_per_customer=size.demographics_per_customer,
-        seed=seed,
-        **options,
-    )
