@@ -217,6 +217,6 @@ def test_audit_target_cloud_reads_tb_host_and_tb_token_and_audits_the_data_as_it
     monkeypatch.delenv("TB_TOKEN")
     missing = invoke(["audit", "--target", "cloud"])
     assert missing.exit_code == 1 and "TB_TOKEN is not set" in missing.output
-    unknown = invoke(["audit", "--target", "elsewhere"])
-    assert unknown.exit_code == 1
-    assert "unknown target 'elsewhere': use embedded, local, cloud or the URL of a Tinybird API" in unknown.output
+    unknown = invoke(["audit", "--target", "elsewhere"])  # a usage error, before anything runs
+    assert unknown.exit_code == 2
+    assert "'elsewhere': use embedded, local, cloud or the URL of a Tinybird API" in unknown.output

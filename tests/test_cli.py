@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from tbkit.cli import main
+from tbkit.cli.options import Target
 
 from .repo_copy import edit, invoke, run
 
@@ -181,11 +182,9 @@ def test_every_option_of_every_command_has_help():
     assert missing == []
 
 
-# Option names that mean different things in different commands: a token to call a target with, or the admin token
-# to serve with.
-SEVERAL_MEANINGS = {"--token"}
 # An option of one command that differs on purpose: `tbkit dev` starts from a fresh data directory unless told;
-# `tbkit deploy` must be told where (Tinybird Local or Cloud: there is nothing to deploy on the embedded engine).
+# `tbkit deploy` has nothing to deploy on the embedded engine, so its --target leaves that out and defaults, as
+# `tb deploy`, to Tinybird Local (the same kind of value: a place, checked by the same type).
 OWN_MEANING = {("dev", "--data-dir"), ("deploy", "--target")}
 
 
@@ -196,8 +195,37 @@ def test_an_option_name_has_one_meaning_help_and_default_across_commands():
             if (command, opt) in OWN_MEANING:
                 continue
             seen.setdefault(opt, set()).add((param.help, param.default))
-    assert {opt: meanings for opt, meanings in seen.items() if len(meanings) > 1 and opt not in SEVERAL_MEANINGS} == {}
+    assert {opt: meanings for opt, meanings in seen.items() if len(meanings) > 1} == {}
     assert len(seen["--data-dir"]) == 1 and {d for _, d in seen["--data-dir"]} == {".tbkit"}
+
+
+def test_target_is_one_kind_of_value_and_tb_token_one_token():
+    """--target is a place (the same type everywhere); $TB_TOKEN is the token of the Tinybird that --target names,
+    never the served workspace's admin token (--admin-token)."""
+    targets = {name: param for name, param in _options() if "--target" in param.opts}
+    assert sorted(targets) == ["audit", "check", "deploy"]
+    assert {type(param.type) for param in targets.values()} == {Target}
+    token_commands = sorted(name for name, param in _options() if param.envvar == "TB_TOKEN")
+    assert token_commands == sorted(targets)
+    assert {name for name, param in _options() if "--admin-token" in param.opts} == {"serve", "dev"}
+    refused = invoke(["deploy", "--target", "embedded"])
+    assert refused.exit_code == 2 and "'embedded': use local, cloud or the URL of a Tinybird API" in refused.output
+    unknown = invoke(["check", "--target", "elsewhere"])
+    assert unknown.exit_code == 2 and "use embedded, local, cloud or the URL of a Tinybird API" in unknown.output
+
+
+def test_the_server_options_are_made_from_its_configuration():
+    """Each default of `tbkit serve` is ServerConfig's, written once."""
+    import dataclasses
+
+    from tbkit.server import ServerConfig
+
+    serve = {param.name: param for param in main.commands["serve"].params}
+    for config_field in dataclasses.fields(ServerConfig):
+        if "option" in config_field.metadata:
+            assert serve[config_field.name].default == config_field.default, config_field.name
+            assert serve[config_field.name].help.startswith(config_field.metadata["option"]["help"].rstrip("."))
+    assert serve["port"].default == ServerConfig().port == 7181
 
 
 def test_generators_take_random_seed_and_only_check_takes_seed():

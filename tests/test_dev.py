@@ -268,7 +268,7 @@ def test_the_tbkit_dev_process_prints_every_case_then_reacts_to_a_save(repo):
     output = repo / "dev.out"
     with output.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "tbkit.cli", "dev", "--port", str(port), "--token", ADMIN_TOKEN],
+            [sys.executable, "-m", "tbkit.cli", "dev", "--port", str(port), "--admin-token", ADMIN_TOKEN],
             cwd=repo,
             stdout=sink,
             stderr=subprocess.STDOUT,

@@ -37,9 +37,14 @@ NOWHERE = "http://127.0.0.1:9"  # nothing answers: a test that used these settin
 
 
 def copy_working_tree(root: Path) -> Path:
-    """The files `git ls-files` lists, as they are in the working tree (links kept), into `root`."""
+    """The files git tracks, and those it would (new, not ignored), as they are in the working tree (links kept),
+    into `root`."""
     listed = subprocess.run(
-        ["git", "-C", str(ROOT), "ls-files", "-z"], capture_output=True, text=True, check=True, timeout=60
+        ["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     ).stdout
     for name in filter(None, listed.split("\0")):
         source, target = ROOT / name, root / name

@@ -7,6 +7,7 @@ docs/RELIABILITY.md.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import threading
 import time
@@ -71,7 +72,9 @@ def valid_value(column_type: str):
     if column_type == "Float64":
         return st.floats(-1e12, 1e12, allow_nan=False)
     if column_type == "DateTime":
-        return st.datetimes().map(lambda d: d.replace(year=min(max(d.year, 1971), 2100)).strftime("%Y-%m-%d %H:%M:%S"))
+        # within DateTime's range; moving a generated 29 February to another year would not be a date
+        bounds = {"min_value": dt.datetime(1971, 1, 1), "max_value": dt.datetime(2100, 12, 31)}
+        return st.datetimes(**bounds).map(lambda d: d.strftime("%Y-%m-%d %H:%M:%S"))
     return st.text(max_size=40)
 
 

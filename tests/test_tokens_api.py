@@ -253,7 +253,7 @@ def test_an_admin_scoped_token_is_an_admin(start_server):
 def test_the_admin_token_given_to_serve_is_not_refreshed_but_a_generated_one_is(start_server):
     given = start_server()
     refused = call(given, "POST", "/v0/tokens/admin%20token/refresh")
-    assert refused.status_code == 400 and "--token" in refused.json()["error"]
+    assert refused.status_code == 400 and "--admin-token" in refused.json()["error"]
     generated = start_server(token=None)
     old = generated.token
     new = call(generated, "POST", "/v0/tokens/admin%20token/refresh").json()["token"]

@@ -118,10 +118,11 @@ def local_tokens(address: str) -> dict[str, str]:
         ) from None
 
 
-def cloud_credentials(project_dir: Path) -> tuple[str, str]:
-    """TB_HOST and TB_TOKEN for Tinybird Cloud from the environment, else `.env` / `.env.local`."""
+def cloud_credentials(project_dir: Path, token: str | None = None) -> tuple[str, str]:
+    """TB_HOST and TB_TOKEN (unless `token` is given) for Tinybird Cloud from the environment, else `.env` /
+    `.env.local`."""
     values = {**read_env_files(Path("."), project_dir), **os.environ}
-    host, token = values.get("TB_HOST"), values.get("TB_TOKEN")
+    host, token = values.get("TB_HOST"), token or values.get("TB_TOKEN")
     missing = [name for name, value in (("TB_HOST", host), ("TB_TOKEN", token)) if not value]
     if missing:
         raise TbCommandError(
@@ -204,8 +205,11 @@ def deploy(
     check: bool = False,
     allow_destructive: bool = False,
     on_output: Callable[[str], object] = print,
+    token: str | None = None,
 ) -> None:
-    """Run `tb --local deploy` or `tb --cloud deploy` from the project folder, streaming its output."""
+    """Run `tb deploy` from the project folder, streaming its output: `local` (`tb --local deploy`), `cloud`
+    (`tb --cloud deploy` with TB_HOST and TB_TOKEN, or `token`) or the URL of a Tinybird API (`tb --cloud --host
+    URL deploy` with `token`)."""
     project_dir = Path(project_dir)
     if not project_dir.is_dir():
         raise TbCommandError(f"project folder not found: {project_dir}")
@@ -215,11 +219,16 @@ def deploy(
         env.update({k: v for k, v in read_env_files(Path("."), project_dir).items() if k.startswith("TB_LOCAL_")})
         local_tokens(local_address(env))
         command, shown = [tb, "--local", "deploy"], "tb --local deploy"
-    elif target == "cloud":
-        host, token = cloud_credentials(project_dir)
+    elif target == "cloud" or target.startswith(("http://", "https://")):
+        if target == "cloud":
+            host, token = cloud_credentials(project_dir, token)
+        elif not token:
+            raise TbCommandError(f"a token is needed to deploy to {target}: pass --token or set TB_TOKEN")
+        else:
+            host = target
         command, shown = [tb, "--cloud", "--host", host, "--token", token, "deploy"], f"tb --cloud --host {host} deploy"
     else:
-        raise TbCommandError(f"unknown deploy target '{target}': use local or cloud")
+        raise TbCommandError(f"unknown deploy target '{target}': use local, cloud or the URL of a Tinybird API")
     flags = (["--check"] if check else []) + (["--allow-destructive-operations"] if allow_destructive else [])
     lines = _stream([*command, *flags], project_dir, env, on_output)
     if lines is not None:

@@ -53,12 +53,11 @@ class ServeProcess:
         """The command line that starts the server."""
         command = [sys.executable, "-m", "tbkit.cli", "serve", "--port", str(self.port)]
         command += ["--data-dir", str(self.data_dir), "--project", str(self.project_dir), *self.extra]
-        return command + (["--token", self.token] if self.token else [])
+        return command + (["--admin-token", self.token] if self.token else [])
 
     def start(self, deadline: float = 60.0) -> ServeProcess:
         """Start the server and poll /v0/health until it answers (never a fixed sleep)."""
         env = dict(os.environ, TB_CLI_TELEMETRY_OPTOUT="1")
-        env.pop("TB_TOKEN", None)
         self.process = subprocess.Popen(
             self.command(), stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=self.cwd
         )

@@ -39,14 +39,18 @@ QUERY_MEMORY_PERCENT = 20
 SERVER_MEMORY_PERCENT = 60
 
 
-def option(help: str, default: Any = None, *, kind: str = "", minimum: float | None = None) -> Any:
+def option(
+    help: str, default: Any = None, *, kind: str = "", minimum: float | None = None, share: float | None = None
+) -> Any:
     """A ServerConfig field that is also an option of `tbkit serve` and `tbkit dev`: the command line makes the
     option from it (`--<field-name>`, this default, this help), so each default is written once, here.
 
     `kind` says what the option takes when its type does not: `size` (bytes, as `2GiB` or `500MB`), `switch`
-    (`--x/--no-x`, None when not given), `flag`; `minimum` bounds a number.
+    (`--x/--no-x`, None when not given), `flag`; `minimum` bounds a number; `share` is the percent of the machine's
+    memory a size defaults to (the help then says how much that is on the machine it runs on).
     """
-    return field(default=default, metadata={"option": {"help": help, "kind": kind, "minimum": minimum}})
+    spec = {"help": help, "kind": kind, "minimum": minimum, "share": share}
+    return field(default=default, metadata={"option": spec})
 
 
 @dataclass
@@ -70,11 +74,13 @@ class ServerConfig:
         "Memory one read (Query API or endpoint) may use, e.g. 2GiB or 500MB; a query needing more is cancelled "
         f"with a 400. Default: {QUERY_MEMORY_PERCENT} % of the machine's physical memory (or its container's limit).",
         kind="size",
+        share=QUERY_MEMORY_PERCENT,
     )
     max_server_memory: int | None = option(
         "Memory the whole server may use (ClickHouse's max_server_memory_usage), e.g. 8GiB; appends are held only "
         f"to this. Default: {SERVER_MEMORY_PERCENT} % of the machine's physical memory (or its container's limit).",
         kind="size",
+        share=SERVER_MEMORY_PERCENT,
     )
     threads: int = 16
     # Tinybird Local's API: None serves it only on a loopback address (its /tokens is unauthenticated).

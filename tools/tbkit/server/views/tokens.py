@@ -89,7 +89,7 @@ class RefreshHandler(BaseHandler):
         token = tenant.tokens.find(key)
         if token is tenant.tokens.admin and tenant is self.service.main and self.service.config.admin_token:
             raise ParameterError(
-                "The admin token was given to `tbkit serve` with --token / $TB_TOKEN: restart the server with "
+                "The admin token was given to `tbkit serve` with --admin-token: restart the server with "
                 "another value to change it"
             )
         self.send_json(tenant.tokens.refresh(key).as_json())

@@ -1,0 +1,5 @@
+"""`python -m tbkit.cli`: the `tbkit` command."""
+
+from . import main
+
+main()
