@@ -181,10 +181,27 @@ ROUNDING = ("avg(customer_cltv)), 2) AS average_cltv", "avg(customer_cltv)), 0) 
 
 @pytest.fixture
 def served(tmp_path):
-    """`tbkit serve --token <a token of the user's choosing>`, whose main workspace tests deploy to."""
+    """`tbkit serve --admin-token <a token of the user's choosing>`, whose main workspace tests deploy to."""
     running = ServerProcess(tmp_path / "served", CHOSEN_TOKEN).start()
     yield running
     running.stop()
+
+
+def test_tbkit_deploy_to_a_url_checks_then_deploys_with_the_token(served, repo, monkeypatch):
+    """`tbkit deploy --target <URL> --token T` is `tb --cloud --host <URL> --token T deploy`: here the served
+    workspace rehearses a Cloud deployment; without a token it says so before running tb."""
+    monkeypatch.chdir(repo)
+    edit(repo / "tinybird" / "endpoints" / "cltv_summary.pipe", *ROUNDING)
+    checked = invoke(["deploy", "--target", served.url, "--token", served.token, "--check"])
+    assert checked.exit_code == 0, checked.output
+    assert f"tb {served.url} deploy check passed" in checked.output
+    deployed = invoke(["deploy", "--target", served.url, "--token", served.token])
+    assert deployed.exit_code == 0, deployed.output
+    listed = requests.get(f"{served.url}/v1/deployments", params={"token": served.token}, timeout=30).json()
+    assert [(d["id"], d["live"]) for d in listed["deployments"]] == [("1", True)]
+    monkeypatch.delenv("TB_TOKEN", raising=False)
+    missing = invoke(["deploy", "--target", served.url])
+    assert missing.exit_code == 1 and f"a token is needed to deploy to {served.url}" in missing.output
 
 
 def append_transactions(server, repo: Path) -> None:
