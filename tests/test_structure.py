@@ -249,3 +249,45 @@ def test_the_package_names_nothing_of_the_project(our_names):
 )
 def test_a_planted_name_of_the_project_is_caught(our_names, line, found):
     assert project_words_in(line, our_names) == found
+
+
+def readme_layout(package: str) -> dict[str, bool]:
+    """The entries the README's Layout picture shows under `package` (`tools/tbkit/`): path -> whether it lists
+    the folder's own entries (a folder described in a sentence does not)."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## Layout", 1)[1].split("```", 2)[1]
+    entries: dict[str, bool] = {}
+    stack: list[str] = []
+    inside = False
+    for line in block.splitlines():
+        if not line.strip() or not line.lstrip()[0].isalnum():
+            continue
+        depth = (len(line) - len(line.lstrip())) // 2
+        name = line.split()[0]
+        if depth == 0:
+            inside = name == package
+            continue
+        if not inside or depth >= 10:  # a description's next line, in the descriptions' column
+            continue
+        stack = stack[: depth - 1] + [name.rstrip("/")]
+        path = "/".join(stack)
+        if len(stack) > 1:
+            entries["/".join(stack[:-1])] = True
+        entries.setdefault(path, False)
+    return entries
+
+
+def test_the_readme_layout_picture_matches_the_tree():
+    shown = readme_layout("tools/tbkit/")
+    actual = {
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*")
+        if "__pycache__" not in path.parts
+        and path.name not in ("__init__.py", "__main__.py")
+        and (path.suffix == ".py" or path.is_dir())
+    }
+    missing = {
+        path for path in actual if not any(path == s or path.startswith(s + "/") and not shown[s] for s in shown)
+    }
+    assert missing == set(), "modules the README's Layout does not show"
+    assert {path for path in shown if path not in actual} == set(), "entries of the README's Layout not in the tree"
