@@ -193,6 +193,19 @@ def test_gzip_bodies_and_wait_true(server):
         headers={**server.headers(), "Content-Encoding": "gzip", "Content-Type": "application/x-ndjson"},
     )
     assert (response.status_code, response.json()) == (200, {"successful_rows": 1, "quarantined_rows": 1})
+    sniffed = requests.post(  # no Content-Encoding: gzip is recognised by its first bytes
+        f"{server.url}/v0/events?name=customer_demographics&wait=true", data=body, headers=server.headers()
+    )
+    assert (sniffed.status_code, sniffed.json()) == (200, {"successful_rows": 1, "quarantined_rows": 1})
+
+
+def test_a_body_that_only_looks_gzip_is_taken_as_sent(server):
+    """Lines whose first bytes happen to be gzip's, with no Content-Encoding claiming gzip: quarantined, not refused."""
+    body = b'\x1f\x8b not json\n{"customer_id":"looks_gz","age":30,"location":"Boston"}\n'
+    response = requests.post(
+        f"{server.url}/v0/events?name=customer_demographics&wait=true", data=body, headers=server.headers()
+    )
+    assert (response.status_code, response.json()) == (200, {"successful_rows": 1, "quarantined_rows": 1})
 
 
 @pytest.mark.parametrize(

@@ -35,17 +35,26 @@ def check_event_type(content_type: str) -> None:
 
 
 def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
-    """The body, gunzipped when it says or looks gzip; IngestError when it claims gzip and is not."""
-    if (encoding or "").lower() != "gzip" and body[:2] != b"\x1f\x8b":
+    """The body, gunzipped when it says or looks gzip; IngestError when it claims gzip (Content-Encoding) and is not.
+
+    A body that only looks gzip (its first bytes are gzip's, with no Content-Encoding) and does not decompress is
+    taken as sent: lines that are not JSON go to quarantine, as any other, instead of refusing the whole body.
+    """
+    claimed = (encoding or "").lower() == "gzip"
+    if not claimed and body[:2] != b"\x1f\x8b":
         return body
     try:
         decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
         data = decompressor.decompress(body, limit + 1)
     except zlib.error as e:
+        if not claimed:
+            return body
         raise IngestError(f"The body is not valid gzip ({e})") from None
     if len(data) > limit or decompressor.unconsumed_tail:
         raise PayloadTooLargeError(f"The decompressed body is larger than the limit of {limit} bytes")
     if not decompressor.eof:
+        if not claimed:
+            return body
         raise IngestError("The body is not valid gzip: it ends before the gzip stream does")
     return data
 
