@@ -61,7 +61,7 @@ def engine() -> Iterator[Engine]:
 @pytest.fixture
 def workspace(engine: Engine, project: Project) -> Iterator[Workspace]:
     """An empty, built workspace of the project, dropped after the test."""
-    ws = engine.workspace(f"test_{os.getpid()}_{next(_names)}", project)
+    ws = Workspace(engine, f"test_{os.getpid()}_{next(_names)}", project)
     ws.build()
     yield ws
     ws.drop()
@@ -76,7 +76,7 @@ def reader(seeded: Workspace) -> Reader:
 @pytest.fixture(scope="session")
 def seeded(engine: Engine, project: Project, layout: Layout) -> Iterator[Workspace]:
     """A workspace with every fixture appended, shared read-only by the tests of a worker."""
-    ws = engine.workspace(f"seeded_{os.getpid()}", project)
+    ws = Workspace(engine, f"seeded_{os.getpid()}", project)
     ws.drop()
     ws.build()
     for name in LANDING:

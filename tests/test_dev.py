@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from tbkit.dev.loop import ChecksState, DevLoop, attach, watch_check
-from tbkit.engine import Condition, parts
+from tbkit.engine import Condition, Workspace, parts
 from tbkit.project.layout import Layout
 from tbkit.query import Reader
 from tbkit.server import ServerConfig, Service
@@ -419,7 +419,7 @@ def test_the_check_watch_process_stops_on_a_signal(repo, signum):
 def test_rows_appended_while_a_build_copies_a_table_are_carried_exactly_once(engine, project, workspace):
     """An append can land just before ATTACH PARTITION ALL (so the copy holds it) and another just after (so it
     does not): the parts said copied must be exactly those the copy holds, so `copy_parts` carries the second."""
-    beside = engine.workspace(workspace.name + "_b", project)
+    beside = Workspace(engine, workspace.name + "_b", project)
     beside.build()
     table = "customer_demographics"
 
@@ -461,7 +461,7 @@ def test_rows_appended_while_a_build_copies_a_table_are_carried_exactly_once(eng
 def test_a_merge_that_ends_after_the_copy_is_not_copied_again(engine, project, workspace):
     """STOP MERGES does not stop a merge about to commit: one can replace copied parts by a part of a new name
     after the copy. Its blocks were copied, so `copy_parts` carries only the part appended after it."""
-    beside = engine.workspace(workspace.name + "_b", project)
+    beside = Workspace(engine, workspace.name + "_b", project)
     beside.build()
     table = "customer_demographics"
     source = workspace.table(table)

@@ -9,8 +9,8 @@ import os
 
 import pytest
 
+from tbkit.engine import Workspace, ingest
 from tbkit.engine import append as appends
-from tbkit.engine import ingest
 from tbkit.errors import IngestError, NotFoundError, QueryError
 from tbkit.project.datafiles import load_project
 from tbkit.query import Reader
@@ -297,7 +297,7 @@ def test_datasource_without_required_columns(engine, tmp_path):
         "    `tags` Array(String) `json:$.tags[:]` DEFAULT []\n\n"
         "ENGINE MergeTree\nENGINE_SORTING_KEY name\n"
     )
-    ws = engine.workspace(f"loose_{os.getpid()}", load_project(tmp_path))
+    ws = Workspace(engine, f"loose_{os.getpid()}", load_project(tmp_path))
     ws.drop()
     ws.build()
     try:

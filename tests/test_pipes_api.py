@@ -10,6 +10,7 @@ import time
 import pytest
 import requests
 
+from tbkit.engine import Workspace
 from tbkit.query import Reader, service_datasources
 from tbkit.server.workspaces.tokens import ADMIN
 
@@ -236,7 +237,7 @@ def test_without_the_tables_a_service_datasource_reads_as_empty(project, engine)
         f"FROM {service_datasources.DATABASE}.pipe_stats WHERE workspace = 'db'"
     )
     # a reader outside a server (tbkit check's) reads them as empty, whatever the engine holds
-    reader = Reader(engine.workspace("no_such_workspace", project))
+    reader = Reader(Workspace(engine, "no_such_workspace", project))
     answer = json.loads(reader.sql("SELECT count() AS n FROM tinybird.pipe_stats_rt"))
     assert answer["data"] == [{"n": 0}]
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tbkit.datagen import GeneratedFile, load, load_workload, prepare, workload_of
+from tbkit.engine import Workspace
 from tbkit.errors import ProjectError, TbkitError
 from tbkit.project.config import Config
 from tbkit.project.datafiles import load_project
@@ -150,7 +151,7 @@ def test_another_project_plugs_in_its_own_generator(page_views, tmp_path, engine
     assert again == (folder, data) and logged == [f"generating XS data into {folder}"]  # reused the second time
     assert folder == tmp_path / "work" / "data-XS-seed1"
 
-    ws = engine.workspace("page_views_hook", project)
+    ws = Workspace(engine, "page_views_hook", project)
     ws.drop()
     ws.build()
     try:

@@ -29,7 +29,7 @@ import requests
 from .. import __version__
 from ..checks import golden
 from ..datagen import GeneratedData, LoadedWorkload, load, prepare, settle, workload_of
-from ..engine import Engine
+from ..engine import Engine, Workspace
 from ..errors import TbkitError
 from ..project.datafiles import Project, load_project
 from ..query import Reader
@@ -284,7 +284,7 @@ class Bench:
         log = self.config.log
         engine = Engine.open(engine_dir)
         try:
-            ws = engine.workspace("main", self.project)
+            ws = Workspace(engine, "main", self.project)
             ws.build()
             reader = Reader(ws)
             log("bulk appends")
@@ -305,7 +305,7 @@ class Bench:
                     self.result.embedded[endpoint][series] = figures
                     self.answers[endpoint][series] = answers
             self.result.select_1_ms = _floor_ms(lambda: engine.execute("SELECT 1", "JSON", readonly=True))
-            events = engine.workspace("bench_events_api", self.project)
+            events = Workspace(engine, "bench_events_api", self.project)
             events.drop()
             events.build()
             ingestion.events_api_in_process = _rows_per_second(

@@ -27,7 +27,7 @@ import yaml
 
 from ..datagen import LoadedWorkload, load_workload, prepare, settle
 from ..datagen import load as load_data
-from ..engine import Engine
+from ..engine import Engine, Workspace
 from ..errors import ProjectError, TbkitError
 from ..project.config import find_config
 from ..project.datafiles import Project
@@ -350,7 +350,7 @@ def run(
     threshold = budget_file.threshold_percent if threshold is None else threshold
     folder, generated = prepare(workload, work_dir, scale, budget_file.rows(scale), seed, log)
     names = sorted(project.endpoints) if endpoints is None else sorted(endpoints)
-    workspace = engine.workspace(f"budgets_{uuid.uuid4().hex[:12]}", project)
+    workspace = Workspace(engine, f"budgets_{uuid.uuid4().hex[:12]}", project)
     report = BudgetReport(scale, threshold)
     try:
         workspace.build()

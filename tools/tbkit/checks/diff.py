@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..engine import Engine
+from ..engine import Engine, Workspace
 from ..errors import TbkitError
 from ..project.datafiles import Datasource, Pipe, Project, load_project
 from ..query import Reader
@@ -276,7 +276,7 @@ def _load(side: str, folder: Path, shown_as: str) -> Project:
 
 
 def _derive(engine: Engine, side: str, name: str, project: Project, shown_as: str) -> dict[str, contracts.Contract]:
-    workspace = engine.workspace(name, project)
+    workspace = Workspace(engine, name, project)
     try:
         workspace.build()
         return contracts.derive(project, Reader(workspace).endpoint_columns)

@@ -71,7 +71,7 @@ class EmbeddedTarget:
     def __init__(self, project: Project, engine: Engine, workspace: str | None = None):
         self.project = project
         self.engine: Engine | None = engine
-        self.workspace: Workspace = engine.workspace(workspace or f"check_{uuid.uuid4().hex[:12]}", project)
+        self.workspace: Workspace = Workspace(engine, workspace or f"check_{uuid.uuid4().hex[:12]}", project)
         self.reader = Reader(self.workspace)
 
     def prepare(self, fixtures_dir: Path) -> list[AppendResult]:

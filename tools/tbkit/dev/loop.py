@@ -402,14 +402,14 @@ class DevLoop:
         """Build `project` and publish it: in place when no datasource's rows change, else beside the served one."""
         engine = self.workspace.engine
         if not steps.rebuilt:  # endpoints only, or datafile text outside the tables' schemas
-            workspace = engine.workspace(self.workspace.name, project, self.workspace.query_timeout)
+            workspace = Workspace(engine, self.workspace.name, project, self.workspace.query_timeout)
             if steps.tables_changed:  # a materialization's query, in place; a removed one's view dropped
                 workspace.build(drop_stages=False)  # appends in flight have their stages
         else:
             self._carry_appends()  # the build about to be dropped may still hold late appends
             self._replaced = None
             name = self.base_name + "_b" if self.workspace.name == self.base_name else self.base_name
-            workspace = engine.workspace(name, project, self.workspace.query_timeout)
+            workspace = Workspace(engine, name, project, self.workspace.query_timeout)
             workspace.drop()  # the build before the served one: no request reads it any more
             copied: dict[str, set[Blocks]] = {}
             try:
@@ -483,7 +483,7 @@ class DevLoop:
         self._carry_appends()
         self._replaced = None
         other = self.base_name + "_b" if self.workspace.name == self.base_name else self.base_name
-        self.workspace.engine.workspace(other, self.project).drop()
+        Workspace(self.workspace.engine, other, self.project).drop()
         if self.workspace.name != self.base_name:
             self.workspace = self.workspace.rename(self.base_name)
             self.publish(self.workspace)
@@ -555,7 +555,7 @@ def watch_check(
     `until` is set)."""
     project = load_project(layout.project_dir)
     with Engine.or_temporary(engine) as engine:
-        workspace = engine.workspace(f"dev_check_{uuid.uuid4().hex[:8]}", project)
+        workspace = Workspace(engine, f"dev_check_{uuid.uuid4().hex[:8]}", project)
         workspace.build()
         loop = DevLoop(layout, workspace, on_result=on_result, on_report=on_report, rel_tol=rel_tol)
         stop = until or threading.Event()

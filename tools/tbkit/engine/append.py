@@ -16,13 +16,23 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..errors import IngestError, StorageFullError
+from ..project.datafiles import Project
 from . import ingest
+from .instance import Engine
 
-if TYPE_CHECKING:
-    from .workspace import Workspace
+
+class Tables(Protocol):
+    """What an append needs of a workspace (`workspace.Workspace`): its engine, its project and the qualified name
+    of each of its tables."""
+
+    engine: Engine
+    project: Project
+
+    def table(self, name: str) -> str: ...
+
 
 GZIP_MAGIC = b"\x1f\x8b"
 # Appends larger than this are split into chunks of whole lines, so memory stays flat.
@@ -134,7 +144,7 @@ class AppendResult:
 
 
 def append(
-    workspace: Workspace,
+    workspace: Tables,
     datasource: str,
     source: bytes | str | Path,
     import_id: str | None = None,
@@ -156,7 +166,7 @@ def append(
 
 
 def _append(
-    workspace: Workspace,
+    workspace: Tables,
     target: Any,
     source: bytes | str | Path,
     import_id: str,
@@ -217,9 +227,7 @@ def _append(
     return AppendResult(target.name, successful, quarantined, import_id)
 
 
-def stage_file(
-    workspace: Workspace, target: Any, path: Path, import_id: str, into: str | None = None
-) -> tuple[int, int]:
+def stage_file(workspace: Tables, target: Any, path: Path, import_id: str, into: str | None = None) -> tuple[int, int]:
     """Stage one NDJSON file: accepted rows go to the datasource (or the table `into`), misfits to quarantine."""
     stage = workspace.table(f"__stage_{import_id}")
     source = f"file({ingest.quote(str(path))}, 'LineAsString', 'raw String')"

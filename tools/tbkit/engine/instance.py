@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from ..errors import (
     MemoryLimitError,
@@ -30,10 +30,6 @@ from ..errors import (
 from ..sizes import format_size
 from .connections import Connections, MemoryLimits
 from .datadir import claim_data_dir, stderr_kept
-
-if TYPE_CHECKING:
-    from ..project.datafiles import Project
-    from .workspace import Workspace
 
 _CLICKHOUSE_CODE = re.compile(r"Code: (\d+)\.")
 # Trailing "(ERROR_NAME) (version 26.9.2.1)" decorations of ClickHouse messages.
@@ -229,13 +225,6 @@ class Engine:
     def scalar(self, sql: str) -> str:
         """The first value of the first row of a query, as text."""
         return self.execute(sql, "TSV").bytes().decode().split("\n", 1)[0].split("\t")[0]
-
-    def workspace(self, name: str, project: Project, query_timeout: float | None = None) -> Workspace:
-        """The workspace called `name` (a database), holding `project`'s tables, its reads limited to
-        `query_timeout` s."""
-        from .workspace import Workspace  # a workspace is made of the engine's SQL: the module above this one
-
-        return Workspace(self, name, project, query_timeout)
 
     def workspaces(self) -> list[str]:
         """Names of the workspaces (databases) in this engine."""

@@ -10,6 +10,7 @@ from ..project.fixtures import files_to_seed, fixture_files
 from ..project.layout import Layout
 from .append import AppendResult
 from .instance import Engine
+from .workspace import Workspace
 
 # Files larger than this get a progress bar.
 PROGRESS_THRESHOLD = 16 * 1024 * 1024
@@ -27,7 +28,7 @@ def seed_workspace(
     project = load_project(layout.project_dir)
     to_seed = files_to_seed(project, files, datasource) if files else fixture_files(project, layout.fixtures_dir)
     with Engine.open(data_dir) as engine:
-        target = engine.workspace(workspace, project)
+        target = Workspace(engine, workspace, project)
         target.build()
         results = []
         for fixture in to_seed:

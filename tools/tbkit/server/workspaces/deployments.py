@@ -24,6 +24,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...engine import Workspace
 from ...errors import NotFoundError, ParameterError, ProjectError, TbkitError
 from ...project.datafiles import Project, load_project
 from .deployment import DATA_READY, DELETED, FAILED, Deployment
@@ -183,11 +184,11 @@ def _check_build(
 ) -> list[dict[str, str]]:
     """Build the project into a scratch database to find SQL errors, and check it against the live tables."""
     scratch_name = database_name(tenant.name, registry.prefix) + "_check_" + uuid.uuid4().hex[:8]
-    scratch = registry.engine.workspace(scratch_name, project)
+    scratch = Workspace(registry.engine, scratch_name, project)
     try:
         scratch.build()
         if not allow_destructive:
-            registry.engine.workspace(tenant.workspace.name, project).check_compatible()
+            Workspace(registry.engine, tenant.workspace.name, project).check_compatible()
         return []
     except ProjectError as e:
         return [_error_entry(e, upload)]
@@ -207,7 +208,7 @@ def _swap(registry: Registry, tenant: Tenant, source: Path, deployment: Deployme
     source.rename(current)
     try:
         project = load_project(current)
-        workspace = registry.engine.workspace(tenant.workspace.name, project, tenant.workspace.query_timeout)
+        workspace = Workspace(registry.engine, tenant.workspace.name, project, tenant.workspace.query_timeout)
         workspace.build(replace_changed=deployment.allow_destructive, drop_stages=False)  # appends in flight
     except ProjectError as e:
         errors = [_error_entry(e, current)]

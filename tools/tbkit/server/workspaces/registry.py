@@ -232,7 +232,7 @@ class Registry:
         meta = _read_meta(folder)
         deployed = has_datafiles(folder / "project")
         served = load_project(folder / "project") if deployed else project
-        workspace = engine.workspace(database_name(MAIN, prefix), served, query_timeout)
+        workspace = Workspace(engine, database_name(MAIN, prefix), served, query_timeout)
         workspace.build()
         tokens = TokenStore.load(data_dir, served, admin_token)
         reading = {"skeletons": skeletons or Skeletons(), "service_tables": service_tables}
@@ -260,7 +260,7 @@ class Registry:
         meta = _read_meta(folder)
         project_dir = folder / "project"
         project = load_project(project_dir) if has_datafiles(project_dir) else empty_project(project_dir)
-        workspace = self.engine.workspace(database_name(meta["name"], self.prefix), project, self.query_timeout)
+        workspace = Workspace(self.engine, database_name(meta["name"], self.prefix), project, self.query_timeout)
         workspace.build()
         tokens = TokenStore.load(folder, project)
         tenant = Tenant(meta["id"], meta["name"], workspace, tokens, folder, folder, **self._reading())
@@ -278,7 +278,7 @@ class Registry:
         folder = self.data_dir / "workspaces" / workspace_id
         (folder / "project").mkdir(parents=True)
         project = empty_project(folder / "project")
-        workspace = self.engine.workspace(database_name(name, self.prefix), project, self.query_timeout)
+        workspace = Workspace(self.engine, database_name(name, self.prefix), project, self.query_timeout)
         workspace.drop()
         workspace.build()
         tokens = TokenStore.load(folder, project)
