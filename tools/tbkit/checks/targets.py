@@ -153,45 +153,22 @@ class HttpTarget:
         """Nothing to release: the data stays on the server."""
 
 
-def _open_local(project: Project, layout: Layout, on_message: Callable[[str], object]) -> HttpTarget:
-    """Deploy to Tinybird Local with `tb`, then start its workspace from the fixtures alone."""
-    address = tb.local_address({**tb.read_env_files(Path("."), layout.project_dir), **os.environ})
-    on_message(f"deploying {layout.project_dir} to Tinybird Local at {address} with tb --local deploy")
-    output: list[str] = []
-    tb.deploy("local", layout.project_dir, on_output=output.append)
-    remote = HttpTarget(address, tb.local_workspace_token(layout.project_dir, address), project)
-    remote.name = f"local ({address})"
-    remote.prepare(layout.fixtures_dir)
-    return remote
-
-
-def _open_cloud(project: Project, layout: Layout, seed: bool, on_message: Callable[[str], object]) -> HttpTarget:
-    """A deployed Tinybird Cloud workspace; its data is only replaced by the fixtures when asked."""
-    host, token = tb.cloud_credentials(layout.project_dir)
-    remote = HttpTarget(host, token, project)
-    remote.name = f"cloud ({host})"
-    if seed:
-        on_message(f"--seed: emptying every datasource of the workspace at {host} and appending the fixtures")
-        remote.prepare(layout.fixtures_dir)
-    else:
-        on_message(
-            f"not seeding {host}: its datasources keep their data, so cases pass only if it holds the fixtures; "
-            "pass --seed to empty the workspace's datasources and append the fixtures"
-        )
-    return remote
+def _local_address(layout: Layout) -> str:
+    """Tinybird Local's address, from the environment or the project's `.env` files, as `tb` finds it."""
+    return tb.local_address({**tb.read_env_files(Path("."), layout.project_dir), **os.environ})
 
 
 def remote_as_it_is(spec: str, project: Project, layout: Layout, token: str | None = None) -> HttpTarget:
     """A Tinybird API to read as it is (no deploy, no seeding): `local` (Tinybird Local, its workspace token
-    for this project unless `token`), `cloud` (TB_HOST/TB_TOKEN) or a URL with `token`."""
+    for this project unless `token`), `cloud` (TB_HOST, and `token` or TB_TOKEN) or a URL with `token`."""
     if spec == "local":
-        address = tb.local_address({**tb.read_env_files(Path("."), layout.project_dir), **os.environ})
+        address = _local_address(layout)
         remote = HttpTarget(address, token or tb.local_workspace_token(layout.project_dir, address), project)
         remote.name = f"local ({address})"
         return remote
     if spec == "cloud":
-        host, cloud_token = tb.cloud_credentials(layout.project_dir)
-        remote = HttpTarget(host, token or cloud_token, project)
+        host, cloud_token = tb.cloud_credentials(layout.project_dir, token)
+        remote = HttpTarget(host, cloud_token, project)
         remote.name = f"cloud ({host})"
         return remote
     if spec.startswith(("http://", "https://")):
@@ -208,12 +185,9 @@ def open_target(
     seed: bool = False,
     on_message: Callable[[str], object] = lambda message: None,
 ) -> Target:
-    """A ready target: `embedded` (a workspace of `engine`, which the embedded target needs), `local` (Tinybird
-    Local), `cloud` (TB_HOST/TB_TOKEN) or a URL."""
-    if spec == "local":
-        return _open_local(project, layout, on_message)
-    if spec == "cloud":
-        return _open_cloud(project, layout, seed, on_message)
+    """A ready target: `embedded` (a fresh workspace of `engine`, which it needs, seeded with the fixtures),
+    `local` (the project deployed to Tinybird Local with `tb`, then seeded), `cloud` (TB_HOST/TB_TOKEN) or a URL
+    (both as they are, unless `seed`)."""
     if spec == "embedded":
         if engine is None:
             raise TbkitError("the embedded target needs an engine: open one (Engine.open) and pass it")
@@ -224,10 +198,26 @@ def open_target(
             target.close()
             raise
         return target
-    if spec.startswith(("http://", "https://")):
-        remote = HttpTarget(spec, token, project)
-        remote.client.health()
-        if seed:
-            remote.prepare(layout.fixtures_dir)
+    if spec == "local":
+        on_message(
+            f"deploying {layout.project_dir} to Tinybird Local at {_local_address(layout)} with tb --local deploy"
+        )
+        tb.deploy("local", layout.project_dir, on_output=lambda line: None)
+        remote = remote_as_it_is(spec, project, layout)  # the workspace tb deployed to, whatever --token says
+        remote.prepare(layout.fixtures_dir)
         return remote
-    raise ParameterError(f"unknown target '{spec}': use embedded, local, cloud or the URL of a Tinybird API")
+    remote = remote_as_it_is(spec, project, layout, token)
+    if spec != "cloud":
+        remote.client.health()
+    if seed:
+        if spec == "cloud":
+            on_message(
+                f"--seed: emptying every datasource of the workspace at {remote.client.host} and appending the fixtures"
+            )
+        remote.prepare(layout.fixtures_dir)
+    elif spec == "cloud":
+        on_message(
+            f"not seeding {remote.client.host}: its datasources keep their data, so cases pass only if it holds the "
+            "fixtures; pass --seed to empty the workspace's datasources and append the fixtures"
+        )
+    return remote

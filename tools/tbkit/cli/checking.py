@@ -18,7 +18,6 @@ from .options import (
     json_option,
     layout_options,
     markdown_option,
-    message,
     project_option,
     shared_engine,
     target_option,
@@ -154,7 +153,7 @@ def check(
         seed=seed,
         accept_breaking=accept_breaking,
         on_result=None if as_json else console.case_result,
-        on_message=message,
+        on_message=console.message,
         options=options,
         engine=shared_engine(),
     )
@@ -175,7 +174,7 @@ def _watch(layout: Layout, rel_tol: float) -> None:
     """`check --watch`: the dev loop with no server, until Ctrl+C."""
     from ..dev.loop import watch_check
 
-    message(f"watching {layout.project_dir} and {layout.fixtures_dir}; Ctrl+C to stop")
+    console.message(f"watching {layout.project_dir} and {layout.fixtures_dir}; Ctrl+C to stop")
     watch_check(layout, lambda result: None, console.dev_run, rel_tol=rel_tol, engine=shared_engine())
 
 

@@ -15,7 +15,6 @@ from .options import (
     given_options,
     json_option,
     markdown_option,
-    message,
     project_option,
     random_seed_option,
     size_options,
@@ -126,6 +125,6 @@ def bench(
         project_dir=project_dir,
         peer=not no_peer,
         command="tbkit " + " ".join(sys.argv[1:]),
-        log=message,
+        log=console.message,
     )
     click.echo(markdown(run(config, result_path, markdown_path)))

@@ -179,13 +179,6 @@ def given_options(ctx: click.Context, leaving_out: set[str]) -> list[str]:
     ]
 
 
-def message(text: str) -> None:
-    """A line about what a command is doing, on stderr (`console.message`)."""
-    from ..console import message as say
-
-    say(text)
-
-
 # -- the server's options, made from ServerConfig --------------------------------------------------------------
 
 

@@ -135,7 +135,7 @@ class LoadedWorkload:
     @property
     def where(self) -> str:
         """`<file> [tool.tbkit] workload = 'module:attribute'`, for a message."""
-        return f"{self.config.where('workload')} = {self.config.workload!r}"
+        return _where(self.config)
 
     def rows(self, scale: str) -> int:
         """The size of a named scale; ParameterError naming the known ones."""
@@ -174,9 +174,9 @@ class LoadedWorkload:
         return list(self.endpoints)
 
 
-def _names(value: Any) -> bool:
-    """True for a list (or tuple) of strings."""
-    return isinstance(value, Sequence) and not isinstance(value, str) and all(isinstance(v, str) for v in value)
+def _where(config: Config) -> str:
+    """`<file> [tool.tbkit] workload = 'module:attribute'`, for a message."""
+    return f"{config.where('workload')} = {config.workload!r}"
 
 
 def _problems(candidate: Any) -> list[str]:
@@ -212,7 +212,7 @@ def _import(config: Config) -> Any:
     "spawn") take the parent's sys.path to import it again.
     """
     assert config.workload is not None
-    where = f"{config.where('workload')} = {config.workload!r}"
+    where = _where(config)
     for folder in reversed(config.python_path):
         if str(folder) not in sys.path:
             sys.path.insert(0, str(folder))
@@ -239,8 +239,7 @@ def load_workload(config: Config, needed_by: str) -> LoadedWorkload:
         raise TbkitError(f"{needed_by} needs a data generator for this project{unset}: {HOW_TO_PLUG}")
     candidate = _import(config)
     if problems := _problems(candidate):
-        where = f"{config.where('workload')} = {config.workload!r}"
-        raise ProjectError(f"{where}: the object does not fit tbkit's Workload: {'; '.join(problems)}")
+        raise ProjectError(f"{_where(config)}: the object does not fit tbkit's Workload: {'; '.join(problems)}")
     return LoadedWorkload(
         config,
         candidate,
